@@ -1,0 +1,1 @@
+"""sixtyfour-sync: copy Sixtyfour workflow runs into a warehouse with dlt."""

@@ -1,0 +1,72 @@
+"""Where a sync writes, read the dlt way: .dlt/config.toml, then environment variables."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from pipelines.sixtyfour import settings
+from pipelines.sixtyfour.errors import ConfigError
+
+REPO_DIR = Path(__file__).resolve().parent.parent
+DEFAULT_DUCKDB_PATH = Path("~/.local/share/sixtyfour-sync/sixtyfour-sync.duckdb")
+
+
+def use_project_settings() -> None:
+    """Make dlt read this project's .dlt/ folder whatever the working directory.
+
+    dlt looks for .dlt/ in the working directory; cron starts jobs in $HOME. A working
+    directory with its own .dlt/ (a user's project) or DLT_PROJECT_DIR still wins.
+    """
+    if "DLT_PROJECT_DIR" not in os.environ and not Path(".dlt").is_dir():
+        os.environ["DLT_PROJECT_DIR"] = str(REPO_DIR)
+
+
+@dataclass
+class WarehouseSettings:
+    """The destination of a sync and how to treat it."""
+
+    destination: str = "duckdb"
+    dataset_name: str = settings.DATASET_NAME
+    duckdb_path: Path | None = None
+    busy_timeout_seconds: float = 60.0
+    snapshot_path: Path | None = None
+
+    @classmethod
+    def resolve(cls, destination: str | None = None) -> WarehouseSettings:
+        """Read [sixtyfour_sync] and [destination.duckdb] (or SIXTYFOUR_SYNC__* variables)."""
+        import dlt
+
+        def setting(name: str, default: str) -> str:
+            value: object = dlt.config.get(f"sixtyfour_sync.{name}")
+            return default if value in (None, "") else str(value)
+
+        chosen = destination or setting("destination", "duckdb")
+        if not chosen.replace("_", "").isalnum():
+            raise ConfigError(f"destination {chosen!r} is not a dlt destination name")
+        duckdb_path: Path | None = None
+        if chosen == "duckdb":
+            configured: object = dlt.config.get("destination.duckdb.credentials")
+            if configured not in (None, "") and not isinstance(configured, str):
+                raise ConfigError("destination.duckdb.credentials must be a file path")
+            duckdb_path = Path(str(configured or DEFAULT_DUCKDB_PATH)).expanduser().resolve()
+        dataset_name = setting("dataset_name", settings.DATASET_NAME)
+        if duckdb_path is not None and duckdb_path.stem == dataset_name:
+            # DuckDB names the catalog after the file: a schema of the same name is ambiguous.
+            raise ConfigError(
+                f"the DuckDB file {duckdb_path.name} is named like the dataset "
+                f"'{dataset_name}': choose another file name"
+            )
+        snapshot = setting("snapshot_path", "")
+        try:
+            busy_timeout = float(setting("busy_timeout_seconds", "60"))
+        except ValueError:
+            raise ConfigError("sixtyfour_sync.busy_timeout_seconds must be a number") from None
+        return cls(
+            destination=chosen,
+            dataset_name=dataset_name,
+            duckdb_path=duckdb_path,
+            busy_timeout_seconds=busy_timeout,
+            snapshot_path=Path(snapshot).expanduser().resolve() if snapshot else None,
+        )

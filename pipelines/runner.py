@@ -1,0 +1,242 @@
+"""One sync end to end: lock, pending loads, warehouse read-back, run, views, snapshot."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import dlt
+from dlt.pipeline.exceptions import PipelineStepFailed
+from dlt.pipeline.pipeline import Pipeline
+
+from pipelines import views, warehouse
+from pipelines.config import WarehouseSettings
+from pipelines.lock import PipelineLock
+from pipelines.sixtyfour import TABLE_HINTS, settings, sixtyfour
+from pipelines.sixtyfour.errors import DestinationBusyError, SyncError
+from pipelines.sixtyfour.ledger import LEDGER_TABLE, SyncReport
+from pipelines.sixtyfour.reader import ProgressCallback
+
+log = logging.getLogger("sixtyfour_sync.runner")
+
+DATA_TABLES = (
+    "workflows",
+    "workflow_runs",
+    "workflow_runs__metrics",
+    "workflow_runs__blocks",
+    "workflow_run_details",
+    LEDGER_TABLE,
+)
+
+
+@dataclass
+class SyncRequest:
+    """What the user asked for."""
+
+    backfill: bool = False
+    full_refresh: bool = False
+    details: bool = True
+    on_progress: ProgressCallback | None = None
+    # Source arguments given directly (the demo points the source at its emulator).
+    source_args: dict[str, Any] = field(default_factory=dict)
+
+
+def make_pipeline(warehouse_settings: WarehouseSettings) -> Pipeline:
+    """The `sixtyfour` pipeline on the configured destination (state under DLT_DATA_DIR)."""
+    # Rows carry the load that brought them (the views use it), whatever config is found.
+    os.environ.setdefault("NORMALIZE__PARQUET_NORMALIZER__ADD_DLT_LOAD_ID", "true")
+    destination: Any = warehouse_settings.destination
+    if warehouse_settings.duckdb_path is not None:
+        warehouse_settings.duckdb_path.parent.mkdir(parents=True, exist_ok=True)
+        destination = dlt.destinations.duckdb(str(warehouse_settings.duckdb_path))
+    return dlt.pipeline(
+        pipeline_name=settings.PIPELINE_NAME,
+        destination=destination,
+        dataset_name=warehouse_settings.dataset_name,
+    )
+
+
+def lock_for(pipeline: Pipeline) -> PipelineLock:
+    return PipelineLock(Path(pipeline.pipelines_dir) / f"{pipeline.pipeline_name}.lock")
+
+
+def run_sync(warehouse_settings: WarehouseSettings, request: SyncRequest) -> SyncReport:
+    """Run one sync under the pipeline lock and return its report.
+
+    Raises:
+        SyncError: with the exit code of the failure; the ledger records it where it can.
+    """
+    pipeline = make_pipeline(warehouse_settings)
+    report = SyncReport(mode="backfill" if request.backfill else "run")
+    with lock_for(pipeline):
+        _wait_for_warehouse(warehouse_settings)
+        try:
+            _finish_pending(pipeline)
+            _sync(pipeline, warehouse_settings, request, report)
+        except SyncError as exc:
+            report.error = str(exc)
+            _record_failure(pipeline, report)
+            raise
+        except Exception as exc:
+            report.error = f"{type(exc).__name__}: {exc}"
+            _record_failure(pipeline, report)
+            raise
+    return report
+
+
+def _sync(
+    pipeline: Pipeline,
+    warehouse_settings: WarehouseSettings,
+    request: SyncRequest,
+    report: SyncReport,
+) -> None:
+    refresh: Any = None
+    tracked: list[Any] = []
+    backlog: list[str] = []
+    if request.full_refresh:
+        # PostgreSQL refuses to drop a table a view reads: drop the views first.
+        _drop_views(pipeline)
+        refresh = "drop_sources"
+    else:
+        tracked = warehouse.tracked_runs(pipeline)
+        if request.details:
+            limit = int(request.source_args.get("max_detail_requests", _configured_detail_cap()))
+            backlog, _ = warehouse.detail_backlog(pipeline, limit)
+    source = sixtyfour(
+        backfill=request.backfill,
+        details=request.details,
+        tracked_runs=tracked,
+        detail_backlog=backlog,
+        report=report,
+        on_progress=request.on_progress,
+        **request.source_args,
+    )
+    try:
+        pipeline.run(source, refresh=refresh)
+    except PipelineStepFailed as exc:
+        raise _unwrap(exc) from exc
+    _apply_views(pipeline)
+    if warehouse_settings.snapshot_path and warehouse_settings.duckdb_path:
+        publish_snapshot(warehouse_settings.duckdb_path, warehouse_settings.snapshot_path)
+
+
+def _configured_detail_cap() -> int:
+    value: Any = dlt.config.get("sources.sixtyfour.max_detail_requests")
+    return settings.DEFAULT_MAX_DETAIL_REQUESTS if value is None else int(value)
+
+
+def _unwrap(exc: PipelineStepFailed) -> Exception:
+    """The sync's own error inside dlt's wrapper; lock conflicts as DestinationBusyError."""
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, SyncError):
+            return cause
+        if "Could not set lock" in str(cause) or "database is locked" in str(cause):
+            return DestinationBusyError(
+                f"the warehouse was locked by another process during step '{exc.step}'; "
+                "what was fetched is kept and the next sync loads it first"
+            )
+        cause = cause.__cause__ or cause.__context__
+    return exc
+
+
+def _finish_pending(pipeline: Pipeline) -> None:
+    """Load what an interrupted sync left behind before anything else.
+
+    A package holds its data together with the state (cursor) it leads to, so loading it
+    completes the earlier sync exactly; dropping it would lose fetched changes.
+    """
+    if pipeline.has_pending_data:
+        log.warning("an earlier sync was interrupted: loading what it had fetched first")
+        try:
+            pipeline.normalize()
+            pipeline.load()
+        except PipelineStepFailed as exc:
+            raise _unwrap(exc) from exc
+
+
+def _record_failure(pipeline: Pipeline, report: SyncReport) -> None:
+    """Append the failed sync's ledger row, when the warehouse can take it now."""
+    if pipeline.has_pending_data:
+        return  # the pending package must load first; the next sync will do that
+    ledger = dlt.resource(
+        report.ledger_table(), name=LEDGER_TABLE, write_disposition="append"
+    ).apply_hints(columns=TABLE_HINTS[LEDGER_TABLE].get("columns"))
+    try:
+        pipeline.run(ledger)
+    except Exception as exc:  # the warehouse itself may be the failure
+        log.warning("could not record the failed sync in the ledger: %s", type(exc).__name__)
+        if pipeline.has_pending_data:
+            pipeline.drop_pending_packages()
+
+
+def _existing_tables(pipeline: Pipeline) -> set[str]:
+    with pipeline.sql_client() as client:
+        sql = views.existing_tables_sql(client.dataset_name)
+        return {row[0] for row in client.execute_sql(sql) or []}
+
+
+def _apply_views(pipeline: Pipeline) -> None:
+    """Create the views whose tables exist, only when the views or the tables changed."""
+    existing = _existing_tables(pipeline)
+    digest = hashlib.sha256()
+    for view in views.load_views():
+        digest.update(view.name.encode() + view.select.encode())
+    digest.update(",".join(sorted(existing)).encode())
+    marker = Path(pipeline.working_dir) / "views.sha256"
+    if marker.exists() and marker.read_text() == digest.hexdigest():
+        return
+    with pipeline.sql_client() as client:
+        views.apply_views(client.execute_sql, client.dataset_name, existing)
+    marker.write_text(digest.hexdigest())
+
+
+def _drop_views(pipeline: Pipeline) -> None:
+    try:
+        with pipeline.sql_client() as client:
+            views.drop_views(client.execute_sql, client.dataset_name)
+    except Exception as exc:  # nothing to drop before the first sync
+        log.debug("no views dropped: %s", exc)
+    (Path(pipeline.working_dir) / "views.sha256").unlink(missing_ok=True)
+
+
+def _wait_for_warehouse(warehouse_settings: WarehouseSettings) -> None:
+    """Wait while another process (a BI tool, a DuckDB shell) holds the DuckDB file."""
+    path = warehouse_settings.duckdb_path
+    if path is None or not path.exists():
+        return
+    import duckdb
+
+    deadline = time.monotonic() + warehouse_settings.busy_timeout_seconds
+    while True:
+        try:
+            duckdb.connect(str(path)).close()
+            return
+        except duckdb.IOException as exc:
+            if "lock" not in str(exc).lower():
+                raise
+            if time.monotonic() >= deadline:
+                raise DestinationBusyError(
+                    f"the DuckDB file {path} is held open by another process: close it (or let "
+                    "BI tools read the snapshot file) and run the sync again"
+                ) from None
+            time.sleep(0.5)
+
+
+def publish_snapshot(database: Path, snapshot: Path) -> None:
+    """Copy the warehouse to a read-only snapshot, replacing the old one atomically.
+
+    BI tools that read the snapshot never hold a lock on the file the sync writes.
+    """
+    snapshot.parent.mkdir(parents=True, exist_ok=True)
+    partial = snapshot.with_name(snapshot.name + ".partial")
+    shutil.copyfile(database, partial)
+    partial.replace(snapshot)
+
+

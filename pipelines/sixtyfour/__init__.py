@@ -1,0 +1,131 @@
+"""The Sixtyfour dlt source: workflow runs, their metrics and blocks, workflows, sync ledger.
+
+Use it like any verified source::
+
+    import dlt
+    from pipelines.sixtyfour import sixtyfour
+
+    pipeline = dlt.pipeline("sixtyfour", destination="duckdb", dataset_name="sixtyfour")
+    pipeline.run(sixtyfour())
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import dlt
+from dlt.extract.resource import DltResource
+
+from pipelines.sixtyfour import settings
+from pipelines.sixtyfour.changes import TrackedRun
+from pipelines.sixtyfour.client import SixtyfourClient
+from pipelines.sixtyfour.extract import SyncOptions, extract_tables
+from pipelines.sixtyfour.ledger import LEDGER_TABLE, SyncReport
+from pipelines.sixtyfour.reader import ProgressCallback
+from pipelines.sixtyfour.shaping import METRICS_MARKER
+
+__all__ = ["SyncReport", "TrackedRun", "sixtyfour"]
+
+_MERGE: Any = {"disposition": "merge", "strategy": "delete-insert"}
+
+# Hints per table (the one resource writes all of them). Child tables are replaced per
+# run: the merge key job_id deletes a run's old rows before the new ones land.
+TABLE_HINTS = {
+    "workflow_runs": dlt.mark.make_hints(
+        table_name="workflow_runs",
+        primary_key="job_id",
+        write_disposition=_MERGE,
+        # The newest version wins when one sync read a run twice.
+        columns=[{"name": "updated_at", "dedup_sort": "desc"}],
+    ),
+    "workflows": dlt.mark.make_hints(
+        table_name="workflows", primary_key="id", write_disposition=_MERGE
+    ),
+    "workflow_runs__metrics": dlt.mark.make_hints(
+        table_name="workflow_runs__metrics",
+        primary_key=["job_id", "metric"],
+        merge_key="job_id",
+        write_disposition=_MERGE,
+        columns=[{"name": METRICS_MARKER, "data_type": "bool", "hard_delete": True}],
+    ),
+    "workflow_runs__blocks": dlt.mark.make_hints(
+        table_name="workflow_runs__blocks",
+        primary_key=["job_id", "block_index"],
+        merge_key="job_id",
+        write_disposition=_MERGE,
+    ),
+    "workflow_run_details": dlt.mark.make_hints(
+        table_name="workflow_run_details", primary_key="job_id", write_disposition=_MERGE
+    ),
+    LEDGER_TABLE: dlt.mark.make_hints(table_name=LEDGER_TABLE, write_disposition="append"),
+}
+
+
+@dlt.source(name="sixtyfour", max_table_nesting=0)
+def sixtyfour(
+    api_key: str = dlt.secrets.value,
+    base_url: str = settings.DEFAULT_BASE_URL,
+    lag_seconds: float = settings.DEFAULT_LAG_SECONDS,
+    details: bool = True,
+    max_detail_requests: int = settings.DEFAULT_MAX_DETAIL_REQUESTS,
+    rate_limit_per_minute: float = settings.DEFAULT_RATE_LIMIT_PER_MINUTE,
+    concurrency: int = settings.DEFAULT_CONCURRENCY,
+    timeout_seconds: float = settings.DEFAULT_TIMEOUT_SECONDS,
+    max_retries: int = settings.DEFAULT_MAX_RETRIES,
+    max_retry_wait_seconds: float = settings.DEFAULT_MAX_RETRY_WAIT_SECONDS,
+    workflows_refresh_hours: float = settings.DEFAULT_WORKFLOWS_REFRESH_HOURS,
+    backfill: bool = False,
+    tracked_runs: Sequence[TrackedRun] = (),
+    detail_backlog: Sequence[str] = (),
+    report: SyncReport | None = None,
+    on_progress: ProgressCallback | None = None,
+) -> DltResource:
+    """Sixtyfour workflow runs, read incrementally by updated_at and merged by job_id.
+
+    Args:
+        api_key: the organization's key, sent as `x-api-key`.
+        base_url: the API's address (the emulator's for a demo or a test).
+        lag_seconds: how far behind the cursor runs are read again, for late writes.
+        details: read block detail (live_status) of finished runs.
+        max_detail_requests: at most this many detail reads per sync; the rest wait.
+        rate_limit_per_minute: requests per minute the client paces itself to; 0 lifts it.
+        concurrency: list requests in flight at once when a sync narrows.
+        backfill: read as deep as the API allows and merge all of it.
+        tracked_runs: runs the warehouse holds as in flight (the runner reads them), so
+            runs that ended after leaving the newest 500 are followed up by id.
+        detail_backlog: finished runs without block detail yet, oldest first.
+        report: filled in with what the sync did; it is also loaded as the ledger row.
+        on_progress: called as partitions are read (for progress bars).
+    """
+    options = SyncOptions(
+        lag_seconds=lag_seconds,
+        backfill=backfill,
+        details=details,
+        max_detail_requests=max_detail_requests,
+        concurrency=concurrency,
+        workflows_refresh_hours=workflows_refresh_hours,
+    )
+    sync_report = report if report is not None else SyncReport(
+        mode="backfill" if backfill else "run"
+    )
+
+    @dlt.resource(name="workflow_runs", write_disposition=_MERGE)
+    def workflow_runs() -> Iterator[Any]:
+        client = SixtyfourClient(
+            api_key,
+            base_url,
+            timeout_seconds=timeout_seconds,
+            max_retries=max_retries,
+            max_retry_wait_seconds=max_retry_wait_seconds,
+            rate_limit_per_minute=rate_limit_per_minute or None,
+            concurrency=concurrency,
+        )
+        state = dlt.current.resource_state()
+        with client:
+            for table_name, table in extract_tables(
+                client, state, options, tracked_runs, detail_backlog, sync_report, on_progress
+            ):
+                yield dlt.mark.with_hints(table, TABLE_HINTS[table_name], create_table_variant=True)
+
+    return workflow_runs

@@ -1,0 +1,130 @@
+"""Which runs on the pages are new or changed since the last sync, and the cursor after.
+
+dlt's own `incremental` would drop a run whose updated_at lies behind the cursor, but a run
+stored as in flight must be updated whatever its timestamp, and the reach planner needs the
+watermark before the first request; so the cursor lives here, in dlt's resource state,
+which dlt commits with the load (a sync that fails to load does not move it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, MutableMapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pyarrow as pa
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def to_micros(instant: datetime) -> int:
+    return (instant - _EPOCH) // timedelta(microseconds=1)
+
+
+def from_micros(micros: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=micros)
+
+
+@dataclass
+class TrackedRun:
+    """A run the warehouse holds as queued or running, with its stored row."""
+
+    job_id: str
+    status: str
+    updated_at: int
+    row: dict[str, Any]
+
+
+@dataclass
+class ChangeFilter:
+    """Selects the runs to load from each page and keeps the cursor.
+
+    Args:
+        cursor: the highest updated_at loaded so far (microseconds), None before the first load.
+        lag: how far behind the cursor runs are read again (microseconds), for late writes.
+        recent: job_id -> updated_at of the runs loaded inside the lag window, so re-reading
+            the window loads nothing that is already there.
+        tracked: runs stored as in flight; loaded whenever their status or time differs.
+        load_all: load every run read (a backfill merges all it reads).
+    """
+
+    cursor: int | None
+    lag: int
+    recent: dict[str, int] = field(default_factory=dict)
+    tracked: Mapping[str, TrackedRun] = field(default_factory=dict)
+    load_all: bool = False
+    seen: dict[str, int] = field(default_factory=dict)
+    loaded: int = 0
+    _max_loaded: int | None = None
+
+    @property
+    def watermark(self) -> int | None:
+        return None if self.cursor is None else self.cursor - self.lag
+
+    def select(self, table: pa.Table) -> list[bool]:
+        """A mask over the page's rows: True for the runs to load."""
+        job_ids = table.column("job_id").to_pylist()
+        updated = table.column("updated_at").cast(pa.int64()).to_pylist()
+        statuses = table.column("status").to_pylist()
+        watermark = self.watermark
+        mask: list[bool] = []
+        for job_id, updated_at, status in zip(job_ids, updated, statuses, strict=True):
+            previous = self.seen.get(job_id)
+            if previous is not None and previous >= updated_at:
+                mask.append(False)  # the same run on two pages of this sync
+                continue
+            self.seen[job_id] = updated_at
+            tracked = self.tracked.get(job_id)
+            if self.load_all or watermark is None:
+                chosen = True
+            elif tracked is not None:
+                chosen = tracked.status != status or tracked.updated_at != updated_at
+            elif updated_at < watermark:
+                chosen = False
+            else:
+                chosen = self.recent.get(job_id) != updated_at
+            mask.append(chosen)
+            if chosen:
+                self.note_loaded(job_id, updated_at)
+        return mask
+
+    def note_loaded(self, job_id: str, updated_at: int) -> None:
+        """Count a run as loaded (also for runs built from live_status)."""
+        self.loaded += 1
+        self.recent[job_id] = updated_at
+        if self._max_loaded is None or updated_at > self._max_loaded:
+            self._max_loaded = updated_at
+
+    def cursor_after(self) -> int | None:
+        """The cursor once this sync's runs are loaded; a backfill never moves it back."""
+        if self._max_loaded is None:
+            return self.cursor
+        return self._max_loaded if self.cursor is None else max(self.cursor, self._max_loaded)
+
+    def save(self, state: MutableMapping[str, Any]) -> None:
+        """Write the cursor and the lag window's runs to the resource state."""
+        cursor = self.cursor_after()
+        if cursor is None:
+            return
+        state["cursor"] = from_micros(cursor).isoformat()
+        floor = cursor - self.lag
+        state["recent"] = {job: at for job, at in self.recent.items() if at >= floor}
+
+    @classmethod
+    def from_state(
+        cls,
+        state: Mapping[str, Any],
+        lag_seconds: float,
+        tracked: Mapping[str, TrackedRun],
+        load_all: bool,
+    ) -> ChangeFilter:
+        cursor_text = state.get("cursor")
+        cursor = to_micros(datetime.fromisoformat(cursor_text)) if cursor_text else None
+        return cls(
+            cursor=cursor,
+            lag=int(lag_seconds * 1_000_000),
+            recent=dict(state.get("recent") or {}),
+            tracked=tracked,
+            load_all=load_all,
+        )

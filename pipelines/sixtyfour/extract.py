@@ -1,0 +1,206 @@
+"""One sync's extraction: pages to Arrow tables, in-flight follow-up, block detail, ledger."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, MutableMapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import pyarrow as pa
+
+from pipelines.sixtyfour import settings, shaping
+from pipelines.sixtyfour.changes import ChangeFilter, TrackedRun, from_micros
+from pipelines.sixtyfour.client import SixtyfourClient
+from pipelines.sixtyfour.ledger import LEDGER_TABLE, SyncReport, utc_now
+from pipelines.sixtyfour.reader import ChangeReader, ProgressCallback
+from pipelines.sixtyfour.timestamps import BadTimestamp, parse_instant
+
+log = logging.getLogger("sixtyfour_sync.extract")
+
+RUNS_TABLE = "workflow_runs"
+METRICS_TABLE = "workflow_runs__metrics"
+BLOCKS_TABLE = "workflow_runs__blocks"
+DETAILS_TABLE = "workflow_run_details"
+WORKFLOWS_TABLE = "workflows"
+
+# live_status says "cancelled"/"canceled" and the list uses the same words as the run's status.
+_LIVE_STATUS_TO_RUN = {"canceled": "cancelled"}
+
+
+@dataclass
+class SyncOptions:
+    """The settings one extraction runs with."""
+
+    lag_seconds: float = settings.DEFAULT_LAG_SECONDS
+    backfill: bool = False
+    details: bool = True
+    max_detail_requests: int = settings.DEFAULT_MAX_DETAIL_REQUESTS
+    concurrency: int = settings.DEFAULT_CONCURRENCY
+    workflows_refresh_hours: float = settings.DEFAULT_WORKFLOWS_REFRESH_HOURS
+
+
+def extract_tables(
+    client: SixtyfourClient,
+    state: MutableMapping[str, Any],
+    options: SyncOptions,
+    tracked_runs: Sequence[TrackedRun],
+    detail_backlog: Sequence[str],
+    report: SyncReport,
+    on_progress: ProgressCallback | None = None,
+) -> Iterator[tuple[str, pa.Table]]:
+    """Yield (table name, Arrow table) pairs for everything one sync loads, ledger row last.
+
+    The cursor and the rest of the resource state are updated only once every page was read,
+    so an extraction that fails midway leaves them as they were.
+    """
+    tracked = {run.job_id: run for run in tracked_runs}
+    changes = ChangeFilter.from_state(state, options.lag_seconds, tracked, options.backfill)
+    report.cursor_before = None if changes.cursor is None else from_micros(changes.cursor)
+    watermark = changes.watermark
+    reader = ChangeReader(
+        client,
+        watermark=None if options.backfill or watermark is None else from_micros(watermark),
+        failed_filter_supported=state.get("failed_filter_supported"),
+        need_workflows=_workflows_due(state, options.workflows_refresh_hours),
+        known_workflows=set(state.get("known_workflows") or ()),
+        concurrency=options.concurrency,
+        on_progress=on_progress,
+    )
+    for page in reader.pages():
+        table = shaping.runs_table(page.runs, f"/workflows/runs ({page.filter.describe()})")
+        mask = changes.select(table)
+        if not any(mask):
+            continue
+        chosen = [run for run, keep in zip(page.runs, mask, strict=True) if keep]
+        yield RUNS_TABLE, table.filter(pa.array(mask))
+        yield METRICS_TABLE, shaping.metrics_table(chosen)
+        listed_blocks = [
+            (run["job_id"], "list", run["blocks"])
+            for run in chosen
+            if isinstance(run.get("blocks"), list) and run["blocks"]
+        ]
+        if listed_blocks:
+            yield BLOCKS_TABLE, shaping.blocks_table(listed_blocks)
+    if reader.workflows is not None:
+        yield WORKFLOWS_TABLE, shaping.workflows_table(reader.workflows)
+        state["known_workflows"] = sorted(
+            w["id"] for w in reader.workflows if isinstance(w.get("id"), str)
+        )
+        state["workflows_read_at"] = utc_now().isoformat()
+
+    # Runs stored as in flight that no page showed have ended (or fell off a full active
+    # page): read each by id, the only way to reach a run queued long ago.
+    unseen = [job_id for job_id in tracked if job_id not in changes.seen]
+    backlog = [j for j in detail_backlog if j not in tracked] if options.details else []
+    backlog = backlog[: max(0, options.max_detail_requests)]
+    yield from _follow_up(client, unseen, backlog, tracked, changes, report, options.concurrency)
+
+    report.runs_seen = len(changes.seen)
+    report.runs_loaded = changes.loaded
+    report.partitions = reader.progress.partitions_done
+    report.gaps = list(reader.gaps)
+    report.details_pending = max(0, len(detail_backlog) - len(backlog))
+    cursor = changes.cursor_after()
+    report.cursor_after = None if cursor is None else from_micros(cursor)
+    changes.save(state)
+    if reader.failed_filter_supported is not None:
+        state["failed_filter_supported"] = reader.failed_filter_supported
+    report.api_requests = client.stats.api_requests
+    report.http_retries = client.stats.http_retries
+    report.rate_limited = client.stats.rate_limited
+    report.finished_at = utc_now()
+    yield LEDGER_TABLE, report.ledger_table()
+
+
+def _follow_up(
+    client: SixtyfourClient,
+    unseen: list[str],
+    backlog: list[str],
+    tracked: dict[str, TrackedRun],
+    changes: ChangeFilter,
+    report: SyncReport,
+    concurrency: int,
+) -> Iterator[tuple[str, pa.Table]]:
+    if not unseen and not backlog:
+        return
+    job_ids = unseen + backlog
+    with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
+        answers = list(zip(job_ids, pool.map(client.live_status, job_ids), strict=True))
+    report.detail_requests = len(backlog)
+    ended: list[dict[str, Any]] = []
+    detailed: list[tuple[str, dict[str, Any]]] = []
+    for job_id, live in answers:
+        if live is None:
+            report.unknown_runs.append(job_id)
+            log.warning("run %s: the API no longer knows it (live_status 404); left as is", job_id)
+            continue
+        run = tracked.get(job_id)
+        if run is not None:
+            if _run_status(live) in settings.IN_FLIGHT_STATUSES:
+                continue  # still in flight: it was only missing from a full active page
+            ended.append(_ended_run(run, live))
+        detailed.append((job_id, live))
+    if ended:
+        table = shaping.runs_table(ended, "live_status")
+        for job_id, updated_at in zip(
+            table.column("job_id").to_pylist(),
+            table.column("updated_at").cast(pa.int64()).to_pylist(),
+            strict=True,
+        ):
+            changes.note_loaded(job_id, updated_at)
+        report.runs_resolved_by_id = len(ended)
+        yield RUNS_TABLE, table
+    if detailed:
+        blocks = [(j, "live_status", live.get("blocks") or []) for j, live in detailed]
+        yield BLOCKS_TABLE, shaping.blocks_table(blocks)
+        yield DETAILS_TABLE, shaping.details_table(detailed, utc_now())
+
+
+def _run_status(live: dict[str, Any]) -> str:
+    status = str(live.get("overall_status") or "")
+    return _LIVE_STATUS_TO_RUN.get(status, status)
+
+
+def _ended_run(run: TrackedRun, live: dict[str, Any]) -> dict[str, Any]:
+    """The stored row of a run that ended, brought up to date from its live status.
+
+    Metrics are not in live_status: the run's stored metric rows are kept as they are.
+    """
+    payload = {k: _as_payload(v) for k, v in run.row.items() if not k.startswith("_dlt")}
+    payload["status"] = _run_status(live)
+    for field in ("started_at", "completed_at"):
+        if live.get(field):
+            payload[field] = live[field]
+    started = _instant(payload.get("started_at"))
+    completed = _instant(payload.get("completed_at"))
+    if started and completed and payload.get("duration_ms") is None:
+        payload["duration_ms"] = (completed - started) // timedelta(milliseconds=1)
+    # The run changed after it was stored: updated_at must not go backwards.
+    candidates = [
+        t
+        for t in (_instant(live.get("last_updated")), completed, from_micros(run.updated_at))
+        if t is not None
+    ]
+    payload["updated_at"] = max(candidates).isoformat()
+    return payload
+
+
+def _as_payload(value: Any) -> Any:
+    return value.isoformat() if isinstance(value, datetime) else value
+
+
+def _instant(value: Any) -> datetime | None:
+    try:
+        return None if value in (None, "") else parse_instant(value)
+    except BadTimestamp:
+        return None
+
+
+def _workflows_due(state: MutableMapping[str, Any], refresh_hours: float) -> bool:
+    read_at = state.get("workflows_read_at")
+    if not read_at:
+        return True
+    return utc_now() - datetime.fromisoformat(read_at) > timedelta(hours=refresh_hours)

@@ -1,0 +1,172 @@
+"""Runs every list request a sync needs, concurrently within the rate limit, as pages."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from pipelines.sixtyfour import reach, settings
+from pipelines.sixtyfour.client import NotFoundError, RequestRejectedError, SixtyfourClient
+from pipelines.sixtyfour.reach import Gap, PageReach, RunFilter
+from pipelines.sixtyfour.timestamps import BadTimestamp, parse_instant
+
+log = logging.getLogger("sixtyfour_sync.reader")
+
+ProgressCallback = Callable[["ReadProgress"], None]
+
+
+@dataclass
+class RunsPage:
+    """One answered list request."""
+
+    filter: RunFilter
+    runs: list[dict[str, Any]]
+
+
+@dataclass
+class ReadProgress:
+    """Where a read stands, for progress bars and log lines."""
+
+    partitions_done: int = 0
+    partitions_total: int = 0
+    runs: int = 0
+
+
+@dataclass
+class ChangeReader:
+    """Reads the runs that may have changed since `watermark`, narrowing where pages are full.
+
+    Args:
+        client: the API client (its stats count the requests).
+        watermark: the cursor minus the lag; None reads as deep as the API allows.
+        failed_filter_supported: whether the API accepted `status=failed` before (None: unknown).
+        need_workflows: read GET /workflows even when no narrowing is needed.
+        known_workflows: workflow ids already loaded; a run of another one means a new
+            workflow, so the workflow list is read again.
+    """
+
+    client: SixtyfourClient
+    watermark: datetime | None
+    failed_filter_supported: bool | None = None
+    need_workflows: bool = False
+    known_workflows: set[str] = field(default_factory=set)
+    concurrency: int = 4
+    on_progress: ProgressCallback | None = None
+    workflows: list[dict[str, Any]] | None = None
+    gaps: list[Gap] = field(default_factory=list)
+    progress: ReadProgress = field(default_factory=ReadProgress)
+    _workflow_reach: dict[str, PageReach] = field(default_factory=dict)
+
+    def pages(self) -> Iterator[RunsPage]:
+        """Yield pages as they arrive: the newest and the active runs first, then partitions."""
+        with ThreadPoolExecutor(max_workers=max(1, self.concurrency)) as pool:
+            first = [RunFilter(), RunFilter(status="active")]
+            newest: RunsPage | None = None
+            new_workflow = False
+            for page in self._gather(pool, first):
+                newest = page if page.filter == first[0] else newest
+                new_workflow = new_workflow or any(
+                    run.get("workflow_id") not in self.known_workflows for run in page.runs
+                )
+                yield page
+            assert newest is not None
+            narrow = not _reach_of(newest).reaches(self.watermark)
+            if narrow or new_workflow or self.need_workflows:
+                self.workflows = self.client.list_workflows()
+            if narrow:
+                targets = [
+                    RunFilter(workflow_id=w)
+                    for w in reach.workflows_to_read(self.workflows or [], self.watermark)
+                ]
+                log.info("newest page is full: reading %d workflows one by one", len(targets))
+                yield from self._gather(pool, targets)
+
+    def _gather(self, pool: ThreadPoolExecutor, filters: Sequence[RunFilter]) -> Iterator[RunsPage]:
+        pending: dict[Future[list[dict[str, Any]] | None], RunFilter] = {}
+
+        def submit(run_filter: RunFilter) -> None:
+            pending[pool.submit(self._read, run_filter)] = run_filter
+            self.progress.partitions_total += 1
+
+        for run_filter in filters:
+            submit(run_filter)
+        while pending:
+            done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for future in done:
+                run_filter = pending.pop(future)
+                self.progress.partitions_done += 1
+                try:
+                    runs = future.result()
+                except RequestRejectedError:
+                    if run_filter.status not in settings.UNDOCUMENTED_STATUS_FILTERS:
+                        raise
+                    self._status_filter_refused(run_filter)
+                    continue
+                if runs is None:
+                    continue
+                if run_filter.status in settings.UNDOCUMENTED_STATUS_FILTERS:
+                    self.failed_filter_supported = True
+                self.progress.runs += len(runs)
+                if self.on_progress:
+                    self.on_progress(self.progress)
+                page = RunsPage(run_filter, runs)
+                if run_filter.workflow_id:
+                    for narrower in self._narrow(page):
+                        submit(narrower)
+                yield page
+
+    def _read(self, run_filter: RunFilter) -> list[dict[str, Any]] | None:
+        try:
+            runs, _ = self.client.list_runs(
+                status=run_filter.status, workflow_id=run_filter.workflow_id
+            )
+        except NotFoundError:
+            # The workflow was deleted between listing and reading: nothing left to reach.
+            log.warning("%s: the API no longer knows this workflow; skipped", run_filter.describe())
+            return None
+        return runs
+
+    def _narrow(self, page: RunsPage) -> list[RunFilter]:
+        """The narrower filters a page needs, recording gaps where none is left."""
+        page_reach = _reach_of(page)
+        if page_reach.reaches(self.watermark):
+            return []
+        if page.filter.status is not None:
+            self.gaps.append(
+                reach.gap_for(page_reach, self.watermark, "500 runs, the narrowest filter")
+            )
+            return []
+        self._workflow_reach[page.filter.workflow_id or ""] = page_reach
+        statuses = reach.status_filters(self.failed_filter_supported)
+        if "failed" not in statuses:
+            self._status_filter_refused(RunFilter(page.filter.workflow_id, "failed"))
+        return [RunFilter(page.filter.workflow_id, status) for status in statuses]
+
+    def _status_filter_refused(self, run_filter: RunFilter) -> None:
+        """Without status=failed, the workflow's failed runs past its newest 500 are hidden."""
+        self.failed_filter_supported = False
+        page_reach = self._workflow_reach[run_filter.workflow_id or ""]
+        self.gaps.append(
+            reach.Gap(
+                run_filter,
+                self.watermark,
+                page_reach.oldest_queued,
+                "the API refuses status=failed; failed runs past the newest 500 are hidden",
+            )
+        )
+
+
+def _reach_of(page: RunsPage) -> PageReach:
+    oldest: datetime | None = None
+    for run in page.runs:
+        try:
+            queued = parse_instant(run.get("queued_at"))
+        except BadTimestamp:
+            continue
+        if oldest is None or queued < oldest:
+            oldest = queued
+    return PageReach(page.filter, len(page.runs), oldest)

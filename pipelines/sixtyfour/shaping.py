@@ -1,0 +1,295 @@
+"""API JSON objects to the Arrow tables the pipeline loads (one function per table).
+
+Rows reach dlt as Arrow tables built here rather than nested dicts for dlt's JSON
+normaliser: on this data that path is several times slower, and the columns are known.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import orjson
+import pyarrow as pa
+
+from pipelines.sixtyfour import settings
+from pipelines.sixtyfour.errors import ApiResponseError
+from pipelines.sixtyfour.timestamps import UTC_MICROS, BadTimestamp, parse_instant, to_utc_array
+
+_KNOWN_RUN_FIELDS = frozenset(
+    settings.RUN_TIMESTAMP_FIELDS
+    + settings.RUN_TEXT_FIELDS
+    + settings.RUN_INTEGER_FIELDS
+    + settings.RUN_NESTED_FIELDS
+)
+_REQUIRED_TIMESTAMPS = frozenset(settings.RUN_REQUIRED_FIELDS) & set(settings.RUN_TIMESTAMP_FIELDS)
+# A value that arrives with another type than the column's keeps its text here (dlt's name
+# for a variant column), so a type change in the API never fails a sync nor loses the value.
+VARIANT_SUFFIX = "__v_text"
+
+
+def runs_table(runs: Sequence[dict[str, Any]], where: str) -> pa.Table:
+    """workflow_runs rows: every API field a column, timestamps as UTC instants.
+
+    Args:
+        runs: run objects as the list endpoint sent them.
+        where: the request they came from, named in errors.
+
+    Raises:
+        ApiResponseError: a run lacks a required field or has an unreadable cursor timestamp.
+    """
+    _check_required(runs, where)
+    columns: dict[str, pa.Array] = {}
+    for name in settings.RUN_TEXT_FIELDS:
+        columns[name] = _text_array([run.get(name) for run in runs])
+    for name in settings.RUN_TIMESTAMP_FIELDS:
+        _timestamp_column(columns, name, [run.get(name) for run in runs], where)
+    for name in settings.RUN_INTEGER_FIELDS:
+        _integer_column(columns, name, [run.get(name) for run in runs])
+    for name in sorted(_extra_fields(runs)):
+        # Fields the API added later: kept as text so a later type change cannot break loads.
+        columns[name] = _text_array([run.get(name) for run in runs])
+    return pa.table(columns)
+
+
+def metrics_table(runs: Iterable[dict[str, Any]]) -> pa.Table:
+    """workflow_runs__metrics rows: one per metric, nested keys joined with dots."""
+    job_ids: list[str] = []
+    names: list[str] = []
+    values: list[float | None] = []
+    texts: list[str | None] = []
+
+    def add(job_id: str, prefix: str, metrics: dict[str, Any]) -> None:
+        for key, value in metrics.items():
+            kind = type(value)
+            name = prefix + key
+            if kind is dict and value:
+                add(job_id, name + ".", value)
+                continue
+            job_ids.append(job_id)
+            names.append(name)
+            if kind is int or kind is float:
+                values.append(value)
+                texts.append(None)
+            else:
+                values.append(None)
+                texts.append(orjson.dumps(value).decode())
+
+    markers: list[str] = []
+    for run in runs:
+        metrics = run.get("metrics")
+        before = len(job_ids)
+        if type(metrics) is dict:
+            add(run["job_id"], "", metrics)
+        elif metrics is not None:
+            # Not the documented object: keep it whole rather than drop it.
+            add(run["job_id"], "", {"": metrics})
+        if len(job_ids) == before:
+            markers.append(run["job_id"])
+    table = _metrics_arrow(job_ids, names, values, texts)
+    if not markers:
+        return table
+    # A run merged again without metrics must lose its old rows too: one marker row per such
+    # run makes dlt's merge delete the run's rows (merge key) and is itself never inserted.
+    marker_table = _metrics_arrow(
+        markers, [""] * len(markers), [None] * len(markers), [None] * len(markers)
+    ).set_column(4, METRICS_MARKER, pa.array([True] * len(markers)))
+    return pa.concat_tables([table, marker_table])
+
+
+# Column that flags a run's "no metrics any more" marker row (dlt's hard_delete hint).
+METRICS_MARKER = "_no_metrics"
+METRICS_SCHEMA = pa.schema(
+    [
+        pa.field("job_id", pa.string(), nullable=False),
+        pa.field("metric", pa.string(), nullable=False),
+        pa.field("value", pa.float64()),
+        pa.field("value_text", pa.string()),
+        pa.field(METRICS_MARKER, pa.bool_()),
+    ]
+)
+
+
+def _metrics_arrow(
+    job_ids: list[str], names: list[str], values: list[float | None], texts: list[str | None]
+) -> pa.Table:
+    return pa.Table.from_arrays(
+        [
+            pa.array(job_ids, pa.string()),
+            pa.array(names, pa.string()),
+            pa.array(values, pa.float64()),
+            pa.array(texts, pa.string()),
+            pa.nulls(len(job_ids), pa.bool_()),
+        ],
+        schema=METRICS_SCHEMA,
+    )
+
+
+BLOCK_TIMESTAMP_FIELDS = ("started_at", "completed_at", "last_updated")
+BLOCK_INTEGER_FIELDS = (
+    "sequence_number",
+    "processed_count",
+    "total_count",
+    "estimated_total_count",
+    "row_count",
+)
+BLOCK_FLOAT_FIELDS = ("progress_percentage",)
+BLOCK_TEXT_FIELDS = (
+    "block_id",
+    "block_name",
+    "status",
+    "current_step",
+    "error_message",
+    "dataframe_type",
+    "previous_block_ids",
+)
+
+
+def blocks_table(job_blocks: Iterable[tuple[str, str, list[Any]]]) -> pa.Table:
+    """workflow_runs__blocks rows from (job_id, source, blocks) triples.
+
+    `source` says where the blocks were read: `list` (a list payload) or `live_status`.
+    Block metrics (row_count, dataframe_type, ...) are lifted to columns.
+    """
+    rows: list[dict[str, Any]] = []
+    for job_id, source, blocks in job_blocks:
+        for index, block in enumerate(blocks):
+            row = dict(block) if isinstance(block, dict) else {"value": block}
+            metrics = row.pop("metrics", None)
+            if isinstance(metrics, dict):
+                for key, value in metrics.items():
+                    row.setdefault(key, value)
+            row["job_id"], row["block_index"], row["source"] = job_id, index, source
+            rows.append(row)
+    columns: dict[str, pa.Array] = {
+        "job_id": pa.array([r["job_id"] for r in rows], pa.string()),
+        "block_index": pa.array([r["block_index"] for r in rows], pa.int64()),
+        "source": pa.array([r["source"] for r in rows], pa.string()),
+    }
+    for name in BLOCK_TEXT_FIELDS:
+        columns[name] = _text_array([r.get(name) for r in rows])
+    for name in BLOCK_INTEGER_FIELDS:
+        _integer_column(columns, name, [r.get(name) for r in rows])
+    for name in BLOCK_FLOAT_FIELDS:
+        columns[name] = _float_array([r.get(name) for r in rows])
+    for name in BLOCK_TIMESTAMP_FIELDS:
+        _timestamp_column(columns, name, [r.get(name) for r in rows], "live_status")
+    known = set(columns) | {"metrics"}
+    extra = {key for r in rows for key in r} - known
+    for name in sorted(extra):
+        columns[name] = _text_array([r.get(name) for r in rows])
+    return pa.table(columns)
+
+
+def details_table(details: Sequence[tuple[str, dict[str, Any]]], fetched_at: Any) -> pa.Table:
+    """workflow_run_details rows: that a run's live_status was read, and its summary fields."""
+    live = [d for _, d in details]
+    columns: dict[str, pa.Array] = {
+        "job_id": pa.array([job_id for job_id, _ in details], pa.string()),
+        "overall_status": _text_array([d.get("overall_status") for d in live]),
+        "total_blocks": _int_or_null([d.get("total_blocks") for d in live]),
+        "completed_blocks": _int_or_null([d.get("completed_blocks") for d in live]),
+        "overall_progress_percentage": _float_array(
+            [d.get("overall_progress_percentage") for d in live]
+        ),
+        "fetched_at": pa.array([fetched_at] * len(details), UTC_MICROS),
+    }
+    _timestamp_column(columns, "last_updated", [d.get("last_updated") for d in live], "live")
+    return pa.table(columns)
+
+
+def workflows_table(workflows: Sequence[dict[str, Any]]) -> pa.Table:
+    """workflows rows, one per workflow."""
+    known_text = ("id", "user_uuid", "org_id", "name", "description", "status", "step")
+    columns: dict[str, pa.Array] = {}
+    for name in known_text:
+        columns[name] = _text_array([w.get(name) for w in workflows])
+    for name in settings.WORKFLOW_TIMESTAMP_FIELDS:
+        _timestamp_column(columns, name, [w.get(name) for w in workflows], "/workflows")
+    columns["workflow_definition"] = _text_array([w.get("workflow_definition") for w in workflows])
+    extra = {k for w in workflows for k in w} - set(columns)
+    for name in sorted(extra):
+        columns[name] = _text_array([w.get(name) for w in workflows])
+    return pa.table(columns)
+
+
+def _check_required(runs: Sequence[dict[str, Any]], where: str) -> None:
+    for field in settings.RUN_REQUIRED_FIELDS:
+        for run in runs:
+            value = run.get(field)
+            if value is None or value == "":
+                job = run.get("job_id") or "a run"
+                raise ApiResponseError(
+                    f"GET {where} answered {job} without its required field '{field}'"
+                )
+    for run in runs:
+        if type(run["job_id"]) is not str:
+            raise ApiResponseError(f"GET {where} answered a job_id that is not a string")
+
+
+def _extra_fields(runs: Sequence[dict[str, Any]]) -> set[str]:
+    fields: set[str] = set()
+    for run in runs:
+        if len(run) > len(_KNOWN_RUN_FIELDS) or not run.keys() <= _KNOWN_RUN_FIELDS:
+            fields.update(run.keys())
+    return fields - _KNOWN_RUN_FIELDS
+
+
+def _timestamp_column(
+    columns: dict[str, pa.Array], name: str, values: list[Any], where: str
+) -> None:
+    try:
+        columns[name] = to_utc_array(values)
+        return
+    except BadTimestamp as exc:
+        if name in _REQUIRED_TIMESTAMPS:
+            raise ApiResponseError(
+                f"GET {where} answered an unreadable {name}: {exc.value!r}"
+            ) from None
+    # An optional timestamp that cannot be read: null in the column, its text kept beside it.
+    parsed: list[Any] = []
+    raw: list[str | None] = []
+    for value in values:
+        try:
+            parsed.append(None if value is None else parse_instant(value))
+            raw.append(None)
+        except BadTimestamp:
+            parsed.append(None)
+            raw.append(_as_text(value))
+    columns[name] = pa.array(parsed, UTC_MICROS)
+    columns[name + VARIANT_SUFFIX] = pa.array(raw, pa.string())
+
+
+def _integer_column(columns: dict[str, pa.Array], name: str, values: list[Any]) -> None:
+    try:
+        columns[name] = pa.array(values, pa.int64())
+        if not any(type(v) is bool for v in values):
+            return
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+        pass
+    ints = [v if type(v) is int else None for v in values]
+    columns[name] = pa.array(ints, pa.int64())
+    columns[name + VARIANT_SUFFIX] = _text_array(
+        [None if v is None or type(v) is int else v for v in values]
+    )
+
+
+def _int_or_null(values: list[Any]) -> pa.Array:
+    return pa.array([v if type(v) is int else None for v in values], pa.int64())
+
+
+def _float_array(values: list[Any]) -> pa.Array:
+    return pa.array(
+        [float(v) if type(v) in (int, float) else None for v in values], pa.float64()
+    )
+
+
+def _text_array(values: list[Any]) -> pa.Array:
+    try:
+        return pa.array(values, pa.string())
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return pa.array([None if v is None else _as_text(v) for v in values], pa.string())
+
+
+def _as_text(value: Any) -> str:
+    return value if isinstance(value, str) else orjson.dumps(value).decode()

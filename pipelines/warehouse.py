@@ -1,0 +1,97 @@
+"""What a sync reads back from the warehouse: runs in flight, the detail backlog, the ledger."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from dlt.common.destination.exceptions import DestinationUndefinedEntity
+from dlt.destinations.exceptions import DatabaseUndefinedRelation
+from dlt.pipeline.pipeline import Pipeline
+
+from pipelines.sixtyfour import settings
+from pipelines.sixtyfour.changes import TrackedRun, to_micros
+
+_IN_FLIGHT = ", ".join(f"'{s}'" for s in sorted(settings.IN_FLIGHT_STATUSES))
+_TERMINAL = ", ".join(f"'{s}'" for s in sorted(settings.TERMINAL_STATUSES))
+
+
+def query(pipeline: Pipeline, sql: str, *args: Any) -> list[dict[str, Any]]:
+    """Rows of a query on the pipeline's dataset as dicts; no rows when a table is missing.
+
+    `{dataset}` in the text is replaced by the dataset's qualified name.
+    """
+    try:
+        with pipeline.sql_client() as client:
+            text = sql.replace("{dataset}", client.fully_qualified_dataset_name())
+            with client.execute_query(text, *args) as cursor:
+                if cursor.description is None:
+                    return []
+                names = [c[0] for c in cursor.description]
+                return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+    except (DatabaseUndefinedRelation, DestinationUndefinedEntity):
+        return []
+
+
+def tracked_runs(pipeline: Pipeline) -> list[TrackedRun]:
+    """Runs the warehouse holds as queued or running, with their whole stored rows."""
+    rows = query(
+        pipeline, f"select * from {{dataset}}.workflow_runs where status in ({_IN_FLIGHT})"
+    )
+    return [
+        TrackedRun(
+            job_id=row["job_id"],
+            status=row["status"],
+            updated_at=to_micros(_aware(row["updated_at"])),
+            row=row,
+        )
+        for row in rows
+    ]
+
+
+def detail_backlog(pipeline: Pipeline, limit: int) -> tuple[list[str], int]:
+    """Finished runs without block detail, oldest first (at most `limit`), and how many in all."""
+    if limit <= 0:
+        return [], 0
+    without_detail = f"""
+        from {{dataset}}.workflow_runs as r
+        where r.status in ({_TERMINAL})
+          and not exists (
+            select 1 from {{dataset}}.workflow_run_details as d where d.job_id = r.job_id)
+    """
+    try_details = query(pipeline, "select count(*) as n from {dataset}.workflow_run_details")
+    if not try_details:
+        # No detail read yet: every finished run waits.
+        without_detail = f"from {{dataset}}.workflow_runs as r where r.status in ({_TERMINAL})"
+    rows = query(
+        pipeline,
+        f"select r.job_id {without_detail} "
+        f"order by coalesce(r.completed_at, r.updated_at), r.job_id limit {int(limit)}",
+    )
+    total = query(pipeline, f"select count(*) as n {without_detail}")
+    return [row["job_id"] for row in rows], int(total[0]["n"]) if total else 0
+
+
+def last_syncs(pipeline: Pipeline, count: int) -> list[dict[str, Any]]:
+    """The newest ledger rows."""
+    return query(
+        pipeline,
+        f"select * from {{dataset}}.sync_runs order by started_at desc limit {int(count)}",
+    )
+
+
+def table_counts(pipeline: Pipeline, tables: Sequence[str]) -> dict[str, int]:
+    """Row counts of the given tables (missing tables are left out)."""
+    counts: dict[str, int] = {}
+    for table in tables:
+        rows = query(pipeline, f"select count(*) as n from {{dataset}}.{table}")
+        if rows:
+            counts[table] = int(rows[0]["n"])
+    return counts
+
+
+def _aware(value: datetime) -> datetime:
+    from datetime import UTC
+
+    return value if value.tzinfo else value.replace(tzinfo=UTC)

@@ -1,0 +1,82 @@
+"""Shared fixtures: the emulator over real HTTP, a DuckDB file and dlt state per test."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pytest
+
+from pipelines.config import WarehouseSettings
+from pipelines.emulator import EmulatorServer, World, WorldConfig
+from pipelines.runner import SyncRequest, run_sync
+from pipelines.sixtyfour.ledger import SyncReport
+
+API_KEY = "test-key-7f3c"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_dlt(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test gets its own dlt state folder and no stray configuration."""
+    monkeypatch.setenv("DLT_DATA_DIR", str(tmp_path / "dlt"))
+    monkeypatch.setenv("RUNTIME__DLTHUB_TELEMETRY", "false")
+    for name in ("SOURCES__SIXTYFOUR__API_KEY", "SOURCES__SIXTYFOUR__BASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+
+
+@dataclass
+class Harness:
+    """An emulated API and a warehouse to sync it into."""
+
+    world: World
+    server: EmulatorServer
+    duckdb_path: Path
+
+    @property
+    def target(self) -> WarehouseSettings:
+        return WarehouseSettings(duckdb_path=self.duckdb_path, busy_timeout_seconds=2)
+
+    def source_args(self, **overrides: Any) -> dict[str, Any]:
+        args: dict[str, Any] = {
+            "api_key": API_KEY,
+            "base_url": self.server.base_url,
+            "rate_limit_per_minute": 0,
+            "max_retry_wait_seconds": 0.2,
+        }
+        args.update(overrides)
+        return args
+
+    def sync(self, **overrides: Any) -> SyncReport:
+        """One sync as the CLI runs it (lock, read-back, load, views, ledger)."""
+        request_fields = {k: overrides.pop(k) for k in ("backfill", "full_refresh", "details")
+                          if k in overrides}
+        request = SyncRequest(source_args=self.source_args(**overrides), **request_fields)
+        return run_sync(self.target, request)
+
+    def rows(self, sql: str) -> list[tuple[Any, ...]]:
+        with duckdb.connect(str(self.duckdb_path), read_only=True) as db:
+            return db.sql(sql).fetchall()
+
+    def dicts(self, sql: str) -> list[dict[str, Any]]:
+        with duckdb.connect(str(self.duckdb_path), read_only=True) as db:
+            relation = db.sql(sql)
+            names = relation.columns
+            return [dict(zip(names, row, strict=True)) for row in relation.fetchall()]
+
+
+def make_harness(tmp_path: Path, **world: Any) -> Iterator[Harness]:
+    config = WorldConfig(**{"runs": 1200, "workflows": 6, **world})
+    world = World(config)
+    server = EmulatorServer(world, api_key=API_KEY, rate_limit_per_minute=None).start()
+    try:
+        yield Harness(world, server, tmp_path / "warehouse.duckdb")
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def harness(tmp_path: Path) -> Iterator[Harness]:
+    yield from make_harness(tmp_path)

@@ -1,0 +1,161 @@
+"""Core sync: the first load is exact, later syncs bring changes once, nothing twice."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from pipelines.sixtyfour.timestamps import parse_instant
+from tests.conftest import Harness
+
+RUN_COLUMNS = (
+    "job_id", "workflow_id", "status", "workflow_name", "step", "user_id", "created_at",
+    "updated_at", "queued_at", "started_at", "completed_at", "duration_ms", "status_reason",
+    "error_message", "blocks_count",
+)  # fmt: skip
+
+
+def flatten_metrics(metrics: Any, prefix: str = "") -> dict[str, Any]:
+    """The emulator's metrics flattened the way the warehouse should hold them."""
+    flat: dict[str, Any] = {}
+    if not isinstance(metrics, dict):
+        return flat
+    for key, value in metrics.items():
+        if isinstance(value, dict) and value:
+            flat.update(flatten_metrics(value, f"{prefix}{key}."))
+        else:
+            flat[prefix + key] = value
+    return flat
+
+
+def assert_warehouse_matches_api(harness: Harness) -> None:
+    expected = {run["job_id"]: run for run in harness.world.runs()}
+    stored = {row["job_id"]: row for row in harness.dicts("select * from sixtyfour.workflow_runs")}
+    assert stored.keys() == expected.keys()
+    for job_id, run in expected.items():
+        row = stored[job_id]
+        for column in RUN_COLUMNS:
+            want, got = run[column], row[column]
+            if isinstance(want, datetime):
+                assert got == want, (job_id, column)  # both aware: compared as instants
+            else:
+                assert got == want, (job_id, column, got, want)
+    metric_rows = harness.rows(
+        "select job_id, metric, value, value_text from sixtyfour.workflow_runs__metrics"
+    )
+    by_run: dict[str, dict[str, Any]] = {}
+    for job_id, metric, value, value_text in metric_rows:
+        by_run.setdefault(job_id, {})[metric] = value if value_text is None else value_text
+    for job_id, run in expected.items():
+        flat = flatten_metrics(run["metrics"])
+        got = by_run.get(job_id, {})
+        assert got.keys() == flat.keys(), job_id
+        for metric, value in flat.items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                assert math.isclose(got[metric], value), (job_id, metric)
+            else:
+                import json
+
+                assert json.loads(got[metric]) == value, (job_id, metric)
+
+
+def test_first_sync_loads_exactly_the_api_runs(harness: Harness) -> None:
+    report = harness.sync()
+    assert report.status == "ok"
+    assert report.runs_loaded == len(harness.world.runs())
+    assert_warehouse_matches_api(harness)
+    (count,) = harness.rows("select count(*) from sixtyfour.workflows")[0]
+    assert count == len(harness.world.workflows())
+
+
+def test_next_sync_brings_status_changes_and_new_runs_without_duplicates(
+    harness: Harness,
+) -> None:
+    harness.sync()
+    in_flight_before = set(harness.world.in_flight())
+    assert in_flight_before, "the emulated history should have runs in flight"
+    harness.world.advance(2 * 3600, new_runs=60)
+    report = harness.sync()
+    assert report.runs_loaded >= 60
+    assert_warehouse_matches_api(harness)
+    (duplicates,) = harness.rows(
+        "select count(*) - count(distinct job_id) from sixtyfour.workflow_runs"
+    )[0]
+    assert duplicates == 0
+    finished = in_flight_before - set(harness.world.in_flight())
+    assert finished, "some runs in flight should have finished in two hours"
+    statuses = dict(harness.rows("select job_id, status from sixtyfour.workflow_runs"))
+    assert all(statuses[job] in ("completed", "failed", "cancelled") for job in finished)
+
+
+def test_metric_rows_of_a_run_merged_again_are_replaced(harness: Harness) -> None:
+    harness.sync()
+    job_id = harness.world.in_flight()[0]
+    harness.world.set_status(job_id, "running")
+    harness.world.set_status(job_id, "completed")
+    harness.sync()
+    expected = set(flatten_metrics(harness.world.payload(job_id)["metrics"]))
+    stored = {m for (m,) in harness.rows(
+        f"select metric from sixtyfour.workflow_runs__metrics where job_id = '{job_id}'"
+    )}
+    assert stored == expected and stored
+
+
+def test_sync_with_nothing_changed_loads_nothing(harness: Harness) -> None:
+    harness.sync()
+    before = harness.rows("select count(*) from sixtyfour.workflow_runs__metrics")
+    harness.server.reset_stats()
+    report = harness.sync(details=False)
+    assert report.runs_loaded == 0
+    assert harness.server.request_count <= 2
+    assert harness.rows("select count(*) from sixtyfour.workflow_runs__metrics") == before
+    (syncs,) = harness.rows("select count(*) from sixtyfour.sync_runs")[0]
+    assert syncs == 2
+
+
+def test_mixed_timestamp_offsets_are_stored_as_the_same_instants(harness: Harness) -> None:
+    harness.sync()
+    offsets_seen: set[str] = set()
+    for run in harness.world.runs()[:300]:
+        raw = harness.world.payload(run["job_id"])["queued_at"]
+        offsets_seen.add(raw[19:])
+        (stored,) = harness.rows(
+            f"select queued_at from sixtyfour.workflow_runs where job_id = '{run['job_id']}'"
+        )[0]
+        assert stored == parse_instant(raw)
+        assert stored.utcoffset() is not None
+    assert len(offsets_seen) >= 3, offsets_seen
+
+
+def test_an_unknown_new_field_becomes_a_column(harness: Harness) -> None:
+    harness.sync()
+    job_id = harness.world.runs()[0]["job_id"]
+    harness.world.set_extra_field("priority_tier", "gold", job_ids=[job_id], touch=True)
+    harness.sync()
+    rows = harness.rows(
+        "select job_id, priority_tier from sixtyfour.workflow_runs where priority_tier is not null"
+    )
+    assert rows == [(job_id, "gold")]
+
+
+def test_demo_command_runs_end_to_end(tmp_path: Path) -> None:
+    directory = tmp_path / "demo"
+    result = subprocess.run(
+        [sys.executable, "-m", "pipelines", "demo", "--runs", "800", "--directory", str(directory)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "first sync:" in result.stdout and "runs by status:" in result.stdout
+    assert (directory / "sixtyfour-sync.duckdb").exists()
+    import duckdb
+
+    with duckdb.connect(str(directory / "sixtyfour-sync.duckdb"), read_only=True) as db:
+        (runs,) = db.sql("select count(*) from sixtyfour.workflow_runs").fetchone() or (0,)
+        (health,) = db.sql("select count(*) from sixtyfour.workflow_health").fetchone() or (0,)
+    assert runs >= 800 and health > 0
