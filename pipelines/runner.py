@@ -99,6 +99,7 @@ def _sync(
     refresh: Any = None
     tracked: list[Any] = []
     backlog: list[str] = []
+    waiting = 0
     if request.full_refresh:
         # PostgreSQL refuses to drop a table a view reads: drop the views first.
         _drop_views(pipeline)
@@ -107,7 +108,7 @@ def _sync(
         tracked = warehouse.tracked_runs(pipeline)
         if request.details:
             limit = int(request.source_args.get("max_detail_requests", _configured_detail_cap()))
-            backlog, _ = warehouse.detail_backlog(pipeline, limit)
+            backlog, waiting = warehouse.detail_backlog(pipeline, limit)
     source = sixtyfour(
         backfill=request.backfill,
         details=request.details,
@@ -121,6 +122,7 @@ def _sync(
         pipeline.run(source, refresh=refresh)
     except PipelineStepFailed as exc:
         raise _unwrap(exc) from exc
+    report.details_pending = max(0, waiting - report.detail_requests)
     _apply_views(pipeline)
     if warehouse_settings.snapshot_path and warehouse_settings.duckdb_path:
         publish_snapshot(warehouse_settings.duckdb_path, warehouse_settings.snapshot_path)

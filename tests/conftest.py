@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,3 +82,36 @@ def make_harness(tmp_path: Path, **world: Any) -> Iterator[Harness]:
 @pytest.fixture
 def harness(tmp_path: Path) -> Iterator[Harness]:
     yield from make_harness(tmp_path)
+
+
+def cli_env(harness: Harness, **extra: str) -> dict[str, str]:
+    """The environment a cron job would give the CLI, pointed at the emulator."""
+    import os
+
+    env = dict(os.environ)
+    env.update(
+        {
+            "SOURCES__SIXTYFOUR__API_KEY": API_KEY,
+            "SOURCES__SIXTYFOUR__BASE_URL": harness.server.base_url,
+            "SOURCES__SIXTYFOUR__RATE_LIMIT_PER_MINUTE": "0",
+            "SOURCES__SIXTYFOUR__MAX_RETRY_WAIT_SECONDS": "0.2",
+            "DESTINATION__DUCKDB__CREDENTIALS": str(harness.duckdb_path),
+            "SIXTYFOUR_SYNC__BUSY_TIMEOUT_SECONDS": "2",
+        }
+    )
+    env.update(extra)
+    return env
+
+
+def run_cli(
+    harness: Harness, *args: str, timeout: float = 180, **env: str
+) -> subprocess.CompletedProcess[str]:
+    """`sixtyfour-sync ARGS` in a subprocess, as cron runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "pipelines", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=cli_env(harness, **env),
+        cwd=harness.duckdb_path.parent,
+    )

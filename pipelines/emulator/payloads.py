@@ -36,7 +36,9 @@ Stamp = Callable[[Run, int, int | None], Any]
 def run_payload(run: Run) -> bytes:
     """The run's JSON as the list endpoint serves it, cached until the run changes."""
     if run.cached is None:
-        run.cached = orjson.dumps(_record(run, Run.stamp))
+        # Copied to its exact size: orjson's result keeps spare capacity, which made the
+        # cache of a 200,000-run world take 1.6 GB instead of 0.3 GB.
+        run.cached = bytes(memoryview(orjson.dumps(_record(run, Run.stamp))))
     return run.cached
 
 

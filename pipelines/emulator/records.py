@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from functools import lru_cache
 from typing import Any
 
 QUEUED, RUNNING = "queued", "running"
@@ -52,21 +51,25 @@ def to_datetime(us: int) -> datetime:
     return _EPOCH + timedelta(microseconds=us)
 
 
-@lru_cache(maxsize=4096)
-def _day(days: int) -> str:
-    return date.fromordinal(_EPOCH_ORDINAL + days).isoformat()
+# Formatting dominates serialisation, so the pieces of the text come from tables.
+_DAYS: dict[int, str] = {}
+_MINUTES = [f"T{hour:02d}:{minute:02d}:" for hour in range(24) for minute in range(60)]
+_SECONDS = [f"{second:02d}" for second in range(60)]
 
 
 def format_us(us: int, offset_minutes: int = 0, suffix: str = "+00:00", digits: int = 6) -> str:
     """ISO-8601 text of an instant, shown at the given offset with 0, 3 or 6 fraction digits."""
     seconds, fraction = divmod(us + offset_minutes * 60_000_000, 1_000_000)
     days, in_day = divmod(seconds, 86_400)
-    clock = f"{_day(days)}T{in_day // 3600:02d}:{in_day // 60 % 60:02d}:{in_day % 60:02d}"
-    if digits == 3:
-        return f"{clock}.{fraction // 1000:03d}{suffix}"
+    day = _DAYS.get(days)
+    if day is None:
+        day = _DAYS[days] = date.fromordinal(_EPOCH_ORDINAL + days).isoformat()
+    minute, second = divmod(in_day, 60)
     if digits == 6:
-        return f"{clock}.{fraction:06d}{suffix}"
-    return clock + suffix
+        return f"{day}{_MINUTES[minute]}{_SECONDS[second]}.{fraction:06d}{suffix}"
+    if digits == 3:
+        return f"{day}{_MINUTES[minute]}{_SECONDS[second]}.{fraction // 1000:03d}{suffix}"
+    return f"{day}{_MINUTES[minute]}{_SECONDS[second]}{suffix}"
 
 
 @dataclass(slots=True)

@@ -62,8 +62,12 @@ class ChangeFilter:
     def watermark(self) -> int | None:
         return None if self.cursor is None else self.cursor - self.lag
 
-    def select(self, table: pa.Table) -> list[bool]:
-        """A mask over the page's rows: True for the runs to load."""
+    def select(self, table: pa.Table, in_flight_page: bool = False) -> list[bool]:
+        """A mask over the page's rows: True for the runs to load.
+
+        On the page of runs in flight, a run the warehouse does not hold as in flight is
+        loaded whatever its updated_at: it may have been written with an old timestamp.
+        """
         job_ids = table.column("job_id").to_pylist()
         updated = table.column("updated_at").cast(pa.int64()).to_pylist()
         statuses = table.column("status").to_pylist()
@@ -80,6 +84,8 @@ class ChangeFilter:
                 chosen = True
             elif tracked is not None:
                 chosen = tracked.status != status or tracked.updated_at != updated_at
+            elif in_flight_page:
+                chosen = True
             elif updated_at < watermark:
                 chosen = False
             else:

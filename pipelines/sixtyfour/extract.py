@@ -71,7 +71,7 @@ def extract_tables(
     )
     for page in reader.pages():
         table = shaping.runs_table(page.runs, f"/workflows/runs ({page.filter.describe()})")
-        mask = changes.select(table)
+        mask = changes.select(table, in_flight_page=page.filter.status == "active")
         if not any(mask):
             continue
         chosen = [run for run, keep in zip(page.runs, mask, strict=True) if keep]
@@ -102,7 +102,6 @@ def extract_tables(
     report.runs_loaded = changes.loaded
     report.partitions = reader.progress.partitions_done
     report.gaps = list(reader.gaps)
-    report.details_pending = max(0, len(detail_backlog) - len(backlog))
     cursor = changes.cursor_after()
     report.cursor_after = None if cursor is None else from_micros(cursor)
     changes.save(state)

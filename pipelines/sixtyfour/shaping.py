@@ -49,7 +49,7 @@ def runs_table(runs: Sequence[dict[str, Any]], where: str) -> pa.Table:
     for name in sorted(_extra_fields(runs)):
         # Fields the API added later: kept as text so a later type change cannot break loads.
         columns[name] = _text_array([run.get(name) for run in runs])
-    return pa.table(columns)
+    return _with_keys(pa.table(columns), "job_id")
 
 
 def metrics_table(runs: Iterable[dict[str, Any]]) -> pa.Table:
@@ -178,7 +178,7 @@ def blocks_table(job_blocks: Iterable[tuple[str, str, list[Any]]]) -> pa.Table:
     extra = {key for r in rows for key in r} - known
     for name in sorted(extra):
         columns[name] = _text_array([r.get(name) for r in rows])
-    return pa.table(columns)
+    return _with_keys(pa.table(columns), "job_id", "block_index")
 
 
 def details_table(details: Sequence[tuple[str, dict[str, Any]]], fetched_at: Any) -> pa.Table:
@@ -195,7 +195,7 @@ def details_table(details: Sequence[tuple[str, dict[str, Any]]], fetched_at: Any
         "fetched_at": pa.array([fetched_at] * len(details), UTC_MICROS),
     }
     _timestamp_column(columns, "last_updated", [d.get("last_updated") for d in live], "live")
-    return pa.table(columns)
+    return _with_keys(pa.table(columns), "job_id")
 
 
 def workflows_table(workflows: Sequence[dict[str, Any]]) -> pa.Table:
@@ -210,7 +210,16 @@ def workflows_table(workflows: Sequence[dict[str, Any]]) -> pa.Table:
     extra = {k for w in workflows for k in w} - set(columns)
     for name in sorted(extra):
         columns[name] = _text_array([w.get(name) for w in workflows])
-    return pa.table(columns)
+    return _with_keys(pa.table(columns), "id")
+
+
+def _with_keys(table: pa.Table, *keys: str) -> pa.Table:
+    """Mark key columns not-null in the Arrow schema, as dlt's key hints declare them."""
+    schema = table.schema
+    for key in keys:
+        index = schema.get_field_index(key)
+        schema = schema.set(index, schema.field(index).with_nullable(False))
+    return table.cast(schema)
 
 
 def _check_required(runs: Sequence[dict[str, Any]], where: str) -> None:

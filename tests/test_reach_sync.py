@@ -1,0 +1,222 @@
+"""Reaching every change past the 500-run cap: narrowing, in-flight follow-up, gaps, detail."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Harness, make_harness, run_cli
+from tests.test_sync_core import assert_warehouse_matches_api
+
+
+def list_requests(harness: Harness) -> list[dict[str, str]]:
+    return [query for _, path, query, _ in harness.server.requests if path == "/workflows/runs"]
+
+
+def test_more_than_500_new_runs_over_many_workflows_all_arrive(harness: Harness) -> None:
+    harness.sync()
+    harness.world.advance(3600, new_runs=900)
+    report = harness.sync(details=False)
+    assert report.status == "ok", report.gap_detail
+    assert report.partitions > 2  # it had to narrow by workflow
+    assert_warehouse_matches_api(harness)
+
+
+def test_run_queued_far_outside_the_newest_500_that_finishes_later_is_updated(
+    harness: Harness,
+) -> None:
+    now = harness.world.now
+    (old,) = harness.world.add_runs(
+        1, status="running", queued_between=(now - timedelta(days=20), now - timedelta(days=19))
+    )
+    harness.sync()
+    newest = {run["job_id"] for run in json.loads(harness.world.runs_json(limit=500))}
+    assert old not in newest
+    harness.world.set_status(old, "completed")
+    harness.server.reset_stats()
+    harness.sync(details=False)
+    (status,) = harness.rows(
+        f"select status from sixtyfour.workflow_runs where job_id = '{old}'"
+    )[0]
+    assert status == "completed"
+    assert ("GET", f"/workflows/runs/{old}/live_status") in {
+        (method, path) for method, path, _, _ in harness.server.requests
+    }
+
+
+def test_run_that_vanished_from_active_is_resolved_through_live_status(
+    harness: Harness,
+) -> None:
+    harness.sync()
+    now = harness.world.now
+    (job_id,) = harness.world.add_runs(
+        1, status="running", queued_between=(now - timedelta(days=40), now - timedelta(days=40))
+    )
+    harness.sync(details=False)
+    harness.world.set_status(job_id, "failed")
+    harness.server.reset_stats()
+    report = harness.sync(details=False)
+    row = harness.dicts(
+        f"select status, completed_at from sixtyfour.workflow_runs where job_id = '{job_id}'"
+    )[0]
+    expected = harness.world.payload(job_id)
+    assert row["status"] == "failed" == expected["status"]
+    assert row["completed_at"] is not None
+    assert report.runs_resolved_by_id == 1
+    assert len(list_requests(harness)) == 2  # the newest page reached back: no narrowing
+
+
+def test_unreachable_burst_is_reported_as_a_gap_with_exit_3_and_a_ledger_row(
+    harness: Harness,
+) -> None:
+    first = run_cli(harness, "run", "--no-details")
+    assert first.returncode == 0, first.stderr
+    workflow_id = harness.world.workflows()[0]["id"]
+    harness.world.advance(3600)  # the burst comes after the last sync
+    harness.world.add_runs(700, workflow_id=workflow_id, status="completed")
+    result = run_cli(harness, "run", "--no-details")
+    assert result.returncode == 3, result.stderr
+    assert "gap" in result.stderr and workflow_id in result.stderr
+    (status, gap_detected, gap_detail) = harness.rows(
+        "select status, gap_detected, gap_detail from sixtyfour.sync_runs "
+        "order by started_at desc limit 1"
+    )[0]
+    assert status == "gap" and gap_detected
+    assert f"workflow_id={workflow_id} status=completed" in gap_detail
+    # What could be read was loaded: the newest 500 of the burst are there.
+    (loaded,) = harness.rows(
+        f"select count(*) from sixtyfour.workflow_runs where workflow_id = '{workflow_id}'"
+        " and status = 'completed'"
+    )[0]
+    assert loaded >= 500
+
+
+def test_steady_state_sync_sends_at_most_3_list_requests(harness: Harness) -> None:
+    harness.sync()
+    harness.sync(details=False)
+    harness.world.advance(120, new_runs=5)
+    harness.server.reset_stats()
+    report = harness.sync(details=False)
+    assert len(list_requests(harness)) <= 3
+    assert harness.server.request_count <= 3
+    assert report.runs_loaded >= 5
+
+
+def test_ledger_api_requests_equal_the_emulators_own_count(harness: Harness) -> None:
+    harness.sync(details=False)
+    harness.world.advance(1800, new_runs=700)
+    harness.server.reset_stats()
+    harness.sync()
+    (requests, partitions, details) = harness.rows(
+        "select api_requests, partitions, detail_requests from sixtyfour.sync_runs "
+        "order by started_at desc limit 1"
+    )[0]
+    assert requests == harness.server.request_count
+    assert partitions >= 3 and details > 0
+
+
+def test_block_rows_match_the_emulators_live_status_blocks(harness: Harness) -> None:
+    harness.sync(max_detail_requests=30)
+    harness.sync(max_detail_requests=30)
+    detailed = [job for (job,) in harness.rows("select job_id from sixtyfour.workflow_run_details")]
+    assert len(detailed) == 30
+    for job_id in detailed[:10]:
+        live = harness.world.live_status(job_id)
+        rows = harness.dicts(
+            "select block_index, block_id, block_name, sequence_number, status, row_count,"
+            " processed_count, total_count, error_message from sixtyfour.workflow_runs__blocks"
+            f" where job_id = '{job_id}' order by block_index"
+        )
+        assert len(rows) == len(live["blocks"])
+        for row, block in zip(rows, live["blocks"], strict=True):
+            assert row["block_id"] == block["block_id"]
+            assert row["block_name"] == block["block_name"]
+            assert row["sequence_number"] == block["sequence_number"]
+            assert row["status"] == block["status"]
+            assert row["processed_count"] == block["processed_count"]
+            assert row["total_count"] == block["total_count"]
+            assert row["row_count"] == (block.get("metrics") or {}).get("row_count")
+            assert row["error_message"] == block["error_message"]
+
+
+def test_detail_reads_are_capped_per_sync_and_the_rest_wait(harness: Harness) -> None:
+    harness.sync(max_detail_requests=5)
+    report = harness.sync(max_detail_requests=5)
+    assert report.detail_requests == 5
+    assert report.details_pending > 0
+    report = harness.sync(details=False)
+    assert report.detail_requests == 0
+
+
+@pytest.fixture
+def deep_harness(tmp_path: Path) -> Iterator[Harness]:
+    # One workflow with more than 500 runs of one status: beyond what any filter shows.
+    yield from make_harness(tmp_path, runs=1500, workflows=2)
+
+
+def test_backfill_reads_deep_merges_and_never_moves_the_cursor_back(
+    deep_harness: Harness,
+) -> None:
+    harness = deep_harness
+    first = harness.sync(details=False)
+    cursor = first.cursor_after
+    report = harness.sync(backfill=True, details=False)
+    assert report.cursor_after == cursor
+    assert report.runs_loaded == report.runs_seen > 500
+    (duplicates,) = harness.rows(
+        "select count(*) - count(distinct job_id) from sixtyfour.workflow_runs"
+    )[0]
+    assert duplicates == 0
+    # 750 runs a workflow: completed ones alone exceed 500, so the oldest are out of reach.
+    assert report.gaps and all(g.filter.status == "completed" for g in report.gaps)
+
+
+def test_full_refresh_drops_the_tables_and_reloads(harness: Harness) -> None:
+    harness.sync(details=False)
+    harness.world.advance(600, new_runs=10)
+    report = harness.sync(full_refresh=True, details=False)
+    assert report.runs_loaded == len(harness.world.runs())
+    (syncs,) = harness.rows("select count(*) from sixtyfour.sync_runs")[0]
+    assert syncs == 1  # the ledger started again with the tables
+    assert_warehouse_matches_api(harness)
+
+
+def test_status_command_shows_syncs_cursor_in_flight_and_gaps(harness: Harness) -> None:
+    assert run_cli(harness, "run", "--no-details").returncode == 0
+    result = run_cli(harness, "status")
+    assert result.returncode == 0, result.stderr
+    assert "cursor: 20" in result.stdout
+    in_flight = len(harness.world.in_flight())
+    assert f"runs in flight in the warehouse: {in_flight}" in result.stdout
+    assert "open gap: none" in result.stdout
+    assert " ok " in result.stdout
+
+
+def test_when_the_api_refuses_status_failed_hidden_failed_runs_are_a_gap(
+    tmp_path: Path,
+) -> None:
+    from pipelines.emulator import EmulatorServer
+
+    for harness in make_harness(tmp_path):
+        strict = EmulatorServer(
+            harness.world, api_key="test-key-7f3c", rate_limit_per_minute=None,
+            extra_status_filters=False,
+        ).start()
+        try:
+            harness.server = strict
+            harness.sync(details=False)
+            workflow_id = harness.world.workflows()[0]["id"]
+            harness.world.advance(3600)
+            harness.world.add_runs(300, workflow_id=workflow_id, status="failed")
+            harness.world.add_runs(300, workflow_id=workflow_id, status="completed")
+            report = harness.sync(details=False)
+        finally:
+            strict.stop()
+        assert report.gaps
+        assert any("status=failed" in gap.describe() for gap in report.gaps)
+        statuses = {q.get("status") for q in list_requests(harness)}
+        assert "completed" in statuses
