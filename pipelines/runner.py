@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import dlt
+from dlt.common.configuration.exceptions import ConfigFieldMissingException
 from dlt.pipeline.exceptions import PipelineStepFailed
 from dlt.pipeline.pipeline import Pipeline
 
@@ -19,7 +20,7 @@ from pipelines import views, warehouse
 from pipelines.config import WarehouseSettings
 from pipelines.lock import PipelineLock
 from pipelines.sixtyfour import TABLE_HINTS, settings, sixtyfour
-from pipelines.sixtyfour.errors import DestinationBusyError, SyncError
+from pipelines.sixtyfour.errors import ConfigError, DestinationBusyError, SyncError
 from pipelines.sixtyfour.ledger import LEDGER_TABLE, SyncReport
 from pipelines.sixtyfour.reader import ProgressCallback
 
@@ -109,23 +110,44 @@ def _sync(
         if request.details:
             limit = int(request.source_args.get("max_detail_requests", _configured_detail_cap()))
             backlog, waiting = warehouse.detail_backlog(pipeline, limit)
-    source = sixtyfour(
-        backfill=request.backfill,
-        details=request.details,
-        tracked_runs=tracked,
-        detail_backlog=backlog,
-        report=report,
-        on_progress=request.on_progress,
-        **request.source_args,
-    )
     try:
-        pipeline.run(source, refresh=refresh)
+        source = sixtyfour(
+            backfill=request.backfill,
+            details=request.details,
+            tracked_runs=tracked,
+            detail_backlog=backlog,
+            report=report,
+            on_progress=request.on_progress,
+            **request.source_args,
+        )
+    except ConfigFieldMissingException as exc:
+        raise _missing_setting(exc) from None
+    # The steps one by one, so the wait for a busy warehouse comes right before the load.
+    try:
+        pipeline.extract(source, refresh=refresh)
+        pipeline.normalize()
+        _wait_for_warehouse(warehouse_settings)
+        pipeline.load()
     except PipelineStepFailed as exc:
+        if exc.step == "extract":
+            # Nothing of a failed extraction may load later: the pages before the failure
+            # would land without the cursor that goes with them.
+            if pipeline.has_pending_data:
+                pipeline.abort_packages()
         raise _unwrap(exc) from exc
     report.details_pending = max(0, waiting - report.detail_requests)
     _apply_views(pipeline)
     if warehouse_settings.snapshot_path and warehouse_settings.duckdb_path:
         publish_snapshot(warehouse_settings.duckdb_path, warehouse_settings.snapshot_path)
+
+
+def _missing_setting(exc: ConfigFieldMissingException) -> ConfigError:
+    if "api_key" in exc.fields:
+        return ConfigError(
+            "no API key: set SOURCES__SIXTYFOUR__API_KEY or api_key under [sources.sixtyfour] "
+            "in .dlt/secrets.toml"
+        )
+    return ConfigError(f"missing setting(s): {', '.join(exc.fields)}")
 
 
 def _configured_detail_cap() -> int:
@@ -175,7 +197,7 @@ def _record_failure(pipeline: Pipeline, report: SyncReport) -> None:
     except Exception as exc:  # the warehouse itself may be the failure
         log.warning("could not record the failed sync in the ledger: %s", type(exc).__name__)
         if pipeline.has_pending_data:
-            pipeline.drop_pending_packages()
+            pipeline.abort_packages()
 
 
 def _existing_tables(pipeline: Pipeline) -> set[str]:

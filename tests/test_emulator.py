@@ -15,8 +15,7 @@ import httpx
 import orjson
 import pytest
 
-from pipelines.emulator import EmulatorServer, Fault, World, WorldConfig
-from pipelines.emulator import server as server_module
+from pipelines.emulator import EmulatorServer, Fault, World, WorldConfig, ratelimit
 
 KEY = "test-key"
 SMALL = WorldConfig(runs=600, workflows=6, in_flight_share=0.05, blocks_share=0.05)
@@ -212,8 +211,8 @@ def test_window_frees_a_slot_sixty_seconds_after_the_oldest_and_refusals_spend_n
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     clock = [1000.0]
-    monkeypatch.setattr(server_module.time, "monotonic", lambda: clock[0])
-    window = server_module.SlidingWindow()
+    monkeypatch.setattr(ratelimit.time, "monotonic", lambda: clock[0])
+    window = ratelimit.SlidingWindow()
     assert window.hit("k", 2) == (1, 0.0)
     clock[0] += 10
     assert window.hit("k", 2) == (0, 0.0)
@@ -385,8 +384,11 @@ def test_advance_moves_runs_queued_then_running_then_terminal() -> None:
     job_ids = world.add_runs(20, status="queued")
     seen: dict[str, list[str]] = {job_id: ["queued"] for job_id in job_ids}
     updated = {job_id: world.payload(job_id)["updated_at"] for job_id in job_ids}
-    for _ in range(400):
-        world.advance(30)
+    # Steps of 5 s: shorter than any run time (at least 5 s), so no transition is skipped.
+    for _ in range(3000):
+        if not set(job_ids) & set(world.in_flight()):
+            break
+        world.advance(5)
         for job_id in job_ids:
             payload = world.payload(job_id)
             if payload["status"] != seen[job_id][-1]:
@@ -598,6 +600,18 @@ def test_ready_made_faults_break_the_body_the_way_they_say(serve: Callable[..., 
     broken = api.runs(status="completed", limit=1).json()[0]["completed_at"]
     with pytest.raises(ValueError):
         parse(broken)
+
+
+def test_ready_made_faults_take_times_path_and_query(serve: Callable[..., Api]) -> None:
+    api = serve()
+    fault = Fault.truncated_json(times=2, path="/workflows/runs", query={"limit": "7"})
+    api.server.faults.add(fault)
+    assert api.client.get("/workflows").status_code == 200
+    assert len(api.runs(limit=8).json()) == 8
+    for _ in range(2):
+        with pytest.raises(ValueError):
+            api.runs(limit=7).json()
+    assert len(api.runs(limit=7).json()) == 7
 
 
 def test_rate_limit_exhausted_fault_answers_429_without_spending_budget(

@@ -38,16 +38,19 @@ class RunIndex:
         self.removed: list[Run] = []
 
     def add(self, run: Run) -> None:
+        """Include a run (not already a member)."""
         self.members[run.job_id] = run
         if self.ordered is not None:
             self.added[run.job_id] = run
 
     def remove(self, run: Run) -> None:
+        """Leave a run out (a member)."""
         del self.members[run.job_id]
         if self.ordered is not None and self.added.pop(run.job_id, None) is None:
             self.removed.append(run)
 
     def view(self) -> list[Run]:
+        """The members, newest queued first; the list is the index's own, not a copy."""
         if self.ordered is None:
             self.ordered = sorted(self.members.values(), key=_ORDER, reverse=True)
         elif len(self.added) + len(self.removed) > 64:

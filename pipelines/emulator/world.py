@@ -146,12 +146,7 @@ class World:
         with self._lock:
             start = self._now
             end = start + round(seconds * SECOND)
-            created = []
-            for queued in self._spread(new_runs, start, end):
-                run = self._new_run(self._pick_workflow(workflow_id), queued)
-                self._plan(run, run.queued)
-                self._insert(run)
-                created.append(run.job_id)
+            created = self._create(new_runs, start, end, workflow_id, QUEUED, None)
             for run in list(self._catalog.view(None, ACTIVE)):
                 self._progress(run, end)
             self._now = end
@@ -194,13 +189,7 @@ class World:
                 start, end = to_us(queued_between[0]), to_us(queued_between[1])
             if not start <= end <= self._now:
                 raise ValueError("queued_between must be (start, end) with start <= end <= now")
-            created = []
-            for queued in self._spread(n, start, end):
-                run = self._new_run(self._pick_workflow(workflow_id), queued)
-                self._settle(run, status, self._now)
-                self._insert(run)
-                created.append(run.job_id)
-            return created
+            return self._create(n, start, end, workflow_id, status, self._now)
 
     def set_status(self, job_id: str, status: str, at: datetime | None = None) -> None:
         """Move a run to `status` now (or at `at`), updating its timestamps and metrics.
@@ -255,6 +244,21 @@ class World:
                 self._settle(run, QUEUED if rng.random() < 0.3 else RUNNING, self._now)
             self._insert(run)
 
+    def _create(
+        self, n: int, start: int, end: int, workflow_id: str | None, status: str, as_of: int | None
+    ) -> list[str]:
+        """Add `n` runs queued between start and end, in `status` as of `as_of`.
+
+        `as_of` None means as of each run's own queue time: just enqueued.
+        """
+        created = []
+        for queued in self._spread(n, start, end):
+            run = self._new_run(self._pick_workflow(workflow_id), queued)
+            self._settle(run, status, run.queued if as_of is None else as_of)
+            self._insert(run)
+            created.append(run.job_id)
+        return created
+
     def _spread(self, n: int, start: int, end: int) -> list[int]:
         return sorted(start + int(self._rng.random() * (end - start)) for _ in range(n))
 
@@ -275,11 +279,11 @@ class World:
 
     def _settle(self, run: Run, status: str, now: int) -> None:
         """Put a fresh queued run straight into `status` as of `now`, its history before it."""
-        rng = self._rng
-        started = min(run.queued + draws.queue_wait(rng), now)
         if status == QUEUED:
             self._plan(run, now)
             return
+        rng = self._rng
+        started = min(run.queued + draws.queue_wait(rng), now)
         if status == RUNNING:
             run.started = run.updated = run.quantize(started)
         elif status == CANCELLED and rng.random() < 0.4:  # cancelled while still queued

@@ -175,7 +175,7 @@ class SixtyfourClient:
                     "retries: check its status and run the sync again later"
                 )
             wait = self._backoff(attempt, retry_wait)
-            log.warning("%s; retry %d/%d in %.1fs", failure, attempt, self._max_retries, wait)
+            log.info("%s; retry %d/%d in %.1fs", failure, attempt, self._max_retries, wait)
             time.sleep(wait)
 
     def _backoff(self, attempt: int, retry_after: float | None) -> float:

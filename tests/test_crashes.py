@@ -1,0 +1,160 @@
+"""Crashes and concurrency: killed syncs converge, overlapping runs, a DuckDB file held open."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import duckdb
+import pytest
+
+from pipelines.emulator import Fault
+from tests.conftest import Harness, cli_env, run_cli
+from tests.test_sync_core import assert_warehouse_matches_api
+
+# Runs the real CLI with one function replaced by a SIGKILL of the process itself, so the
+# sync dies at a known point exactly as `kill -9` would leave it.
+KILLED_SYNC = """
+import os, signal, sys
+
+point = sys.argv[1]
+
+def die(*args, **kwargs):
+    os.kill(os.getpid(), signal.SIGKILL)
+
+if point == "extract":
+    import pipelines.sixtyfour.shaping as shaping
+    real = shaping.metrics_table
+    calls = []
+    def metrics_then_die(runs):
+        calls.append(1)
+        if len(calls) == 3:
+            die()
+        return real(runs)
+    shaping.metrics_table = metrics_then_die
+elif point == "normalize":
+    from dlt.pipeline.pipeline import Pipeline
+    Pipeline.normalize = die
+elif point == "load":
+    from dlt.destinations.impl.duckdb.sql_client import DuckDbSqlClient
+    real_query = DuckDbSqlClient.execute_query
+    def query_then_die(self, query, *args, **kwargs):
+        if "DELETE FROM" in str(query).upper() and "workflow_runs" in str(query):
+            die()
+        return real_query(self, query, *args, **kwargs)
+    DuckDbSqlClient.execute_query = query_then_die
+elif point == "views":
+    import pipelines.runner as runner
+    runner._apply_views = die
+
+from pipelines.cli import main
+sys.argv = ["sixtyfour-sync", "run", "--no-details"]
+main()
+"""
+
+
+def killed_sync(harness: Harness, point: str) -> int:
+    result = subprocess.run(
+        [sys.executable, "-c", KILLED_SYNC, point],
+        env=cli_env(harness),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    return result.returncode
+
+
+@pytest.mark.parametrize("point", ["extract", "normalize", "load", "views"])
+def test_sync_killed_at_any_step_converges_on_the_next_run(harness: Harness, point: str) -> None:
+    assert run_cli(harness, "run", "--no-details").returncode == 0
+    harness.world.advance(3600, new_runs=700)
+    assert killed_sync(harness, point) == -9
+    result = run_cli(harness, "run", "--no-details")
+    assert result.returncode == 0, result.stderr  # the dead sync's lock is gone with it
+    assert_warehouse_matches_api(harness)
+    (duplicates,) = harness.rows(
+        "select count(*) - count(distinct job_id) from sixtyfour.workflow_runs"
+    )[0]
+    assert duplicates == 0
+
+
+def test_a_second_sync_while_one_runs_exits_4_at_once(harness: Harness) -> None:
+    harness.server.faults.add(Fault(delay=4, query={"status": "active"}))
+    first = subprocess.Popen(
+        [sys.executable, "-m", "pipelines", "run", "--no-details"],
+        env=cli_env(harness),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        time.sleep(1.5)
+        started = time.monotonic()
+        second = run_cli(harness, "run", "--no-details")
+        assert second.returncode == 4, second.stderr
+        assert "another sync of this pipeline is running" in second.stderr
+        assert time.monotonic() - started < 4
+    finally:
+        assert first.wait(timeout=60) == 0
+
+
+def test_duckdb_file_held_open_by_a_reader_fails_clearly_then_the_next_run_completes(
+    harness: Harness,
+) -> None:
+    assert run_cli(harness, "run", "--no-details").returncode == 0
+    harness.world.advance(600, new_runs=20)
+    reader = duckdb.connect(str(harness.duckdb_path), read_only=True)
+    try:
+        result = run_cli(harness, "run", "--no-details")
+    finally:
+        reader.close()
+    assert result.returncode == 7, result.stderr
+    assert "held open by another process" in result.stderr
+    assert run_cli(harness, "run", "--no-details").returncode == 0
+    assert_warehouse_matches_api(harness)
+
+
+def test_reader_arriving_mid_sync_loses_nothing_that_was_fetched(harness: Harness) -> None:
+    assert run_cli(harness, "run", "--no-details").returncode == 0
+    harness.world.advance(600, new_runs=20)
+    new_runs = set(harness.world.advance(600, new_runs=15))
+    harness.server.faults.add(Fault(delay=2.5, query={"status": "active"}))
+    sync = subprocess.Popen(
+        [sys.executable, "-m", "pipelines", "run", "--no-details"],
+        env=cli_env(harness),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(1.5)  # the sync has checked the file and waits on the slow page
+    reader = duckdb.connect(str(harness.duckdb_path), read_only=True)
+    try:
+        _, stderr = sync.communicate(timeout=60)
+    finally:
+        reader.close()
+    assert sync.returncode == 7, stderr
+    # Nothing is served differently now, yet the next run loads what the failed one fetched.
+    result = run_cli(harness, "run", "--no-details")
+    assert result.returncode == 0, result.stderr
+    loaded = {job for (job,) in harness.rows("select job_id from sixtyfour.workflow_runs")}
+    assert new_runs <= loaded
+    assert_warehouse_matches_api(harness)
+    # The interrupted sync's package (its ledger row with it) was loaded, not thrown away.
+    (syncs,) = harness.rows("select count(*) from sixtyfour.sync_runs")[0]
+    assert syncs == 3
+
+
+def test_snapshot_file_is_published_for_bi_tools(harness: Harness) -> None:
+    snapshot = harness.duckdb_path.with_name("bi.duckdb")
+    result = run_cli(harness, "run", "--no-details", SIXTYFOUR_SYNC__SNAPSHOT_PATH=str(snapshot))
+    assert result.returncode == 0, result.stderr
+    with duckdb.connect(str(snapshot), read_only=True) as bi:
+        (runs,) = bi.sql("select count(*) from sixtyfour.workflow_runs").fetchone() or (0,)
+        # A BI tool holding the snapshot does not block the next sync.
+        harness.world.advance(600, new_runs=5)
+        again = run_cli(
+            harness, "run", "--no-details", SIXTYFOUR_SYNC__SNAPSHOT_PATH=str(snapshot)
+        )
+        assert again.returncode == 0, again.stderr
+    assert runs == len(harness.world.runs()) - 5

@@ -1,0 +1,142 @@
+"""HTTP and API faults: retries, rate limits, refused keys, bad requests, malformed bodies."""
+
+from __future__ import annotations
+
+from pipelines.emulator import Fault
+from tests.conftest import Harness, run_cli
+
+
+def warehouse_snapshot(harness: Harness) -> tuple[object, ...]:
+    return (
+        harness.rows("select job_id, status, updated_at from sixtyfour.workflow_runs order by 1"),
+        harness.rows("select count(*) from sixtyfour.workflow_runs__metrics"),
+    )
+
+
+def last_ledger(harness: Harness) -> dict[str, object]:
+    return harness.dicts("select * from sixtyfour.sync_runs order by started_at desc limit 1")[0]
+
+
+def test_server_errors_are_retried_and_counted(harness: Harness) -> None:
+    harness.server.faults.add(Fault(status=503, times=2, path="/workflows/runs"))
+    harness.server.faults.add(Fault(status=500, times=1, path="/workflows"))
+    report = harness.sync(details=False)
+    assert report.status == "ok"
+    assert report.http_retries >= 3
+    assert last_ledger(harness)["api_requests"] == harness.server.request_count
+
+
+def test_429_with_retry_after_is_honoured(harness: Harness) -> None:
+    harness.server.faults.add(Fault.rate_limit_exhausted(retry_after=0.3, times=2))
+    report = harness.sync(details=False)
+    assert report.status == "ok"
+    assert report.rate_limited == 2
+    assert last_ledger(harness)["rate_limited"] == 2
+
+
+def test_429_without_retry_after_backs_off_and_succeeds(harness: Harness) -> None:
+    harness.server.faults.add(Fault(status=429, times=2))
+    report = harness.sync(details=False)
+    assert report.status == "ok" and report.rate_limited == 2
+
+
+def test_dropped_connections_and_slow_answers_are_retried(harness: Harness) -> None:
+    harness.server.faults.add(Fault(drop_connection=True, times=2))
+    harness.server.faults.add(Fault(delay=1.5, times=1, query={"status": "active"}))
+    report = harness.sync(details=False, timeout_seconds=0.5)
+    assert report.status == "ok"
+    assert report.http_retries >= 3
+
+
+def test_api_that_keeps_failing_exits_6_and_leaves_the_warehouse_as_it_was(
+    harness: Harness,
+) -> None:
+    assert run_cli(harness, "run", "--no-details").returncode == 0
+    before = warehouse_snapshot(harness)
+    harness.world.advance(3600, new_runs=50)
+    harness.server.faults.add(Fault(status=502, times=100))
+    result = run_cli(harness, "run", "--no-details", SOURCES__SIXTYFOUR__MAX_RETRIES="2")
+    assert result.returncode == 6, result.stderr
+    assert result.stderr.count("\n") == 1 and "kept failing" in result.stderr
+    assert warehouse_snapshot(harness) == before
+    ledger = last_ledger(harness)
+    assert ledger["status"] == "failed" and "502" in str(ledger["error"])
+    harness.server.faults.clear()
+    assert run_cli(harness, "run", "--no-details").returncode == 0
+
+
+def test_rejected_key_exits_2_without_retrying(harness: Harness) -> None:
+    result = run_cli(harness, "run", SOURCES__SIXTYFOUR__API_KEY="not-the-key")
+    assert result.returncode == 2
+    assert "API key was rejected" in result.stderr and "SOURCES__SIXTYFOUR__API_KEY" in result.stderr
+    # The first two requests go out together; neither is sent again.
+    queries = [tuple(sorted(q.items())) for _, _, q, _ in harness.server.requests]
+    assert len(queries) <= 2 and len(set(queries)) == len(queries)
+
+
+def test_forbidden_exits_2(harness: Harness) -> None:
+    harness.server.faults.add(Fault(status=403))
+    result = run_cli(harness, "run")
+    assert result.returncode == 2 and "403" in result.stderr
+
+
+def test_missing_key_exits_2_before_any_request(harness: Harness) -> None:
+    result = run_cli(harness, "run", SOURCES__SIXTYFOUR__API_KEY="")
+    assert result.returncode == 2
+    assert "no API key" in result.stderr and result.stderr.count("\n") == 1
+    assert harness.server.request_count == 0
+
+
+def test_refused_request_exits_5_with_the_apis_own_message(harness: Harness) -> None:
+    harness.server.faults.add(Fault(status=422, times=1))
+    result = run_cli(harness, "run")
+    assert result.returncode == 5, result.stderr
+    assert "422" in result.stderr
+    assert harness.server.request_count <= 2  # no retry of the refused request
+
+
+MALFORMED = {
+    "html": (Fault.html_page, "not JSON"),
+    "truncated": (Fault.truncated_json, "not JSON"),
+    "object": (Fault.object_instead_of_list, "not a list"),
+    "no job_id": (Fault.run_without_job_id, "job_id"),
+    "bad timestamp": (Fault.bad_timestamp, "updated_at"),
+}
+
+
+def test_malformed_bodies_stop_the_sync_before_anything_is_written(harness: Harness) -> None:
+    assert run_cli(harness, "run", "--no-details").returncode == 0
+    harness.world.advance(3600, new_runs=700)  # the next sync narrows: many pages
+    before = warehouse_snapshot(harness)
+    late_page = {"workflow_id": harness.world.workflows()[-1]["id"]}
+    for name, (make_fault, words) in MALFORMED.items():
+        # The fault hits a page late in the sync, after other pages were read.
+        harness.server.faults.add(make_fault(path="/workflows/runs", query=late_page))
+        result = run_cli(harness, "run", "--no-details")
+        assert result.returncode == 5, (name, result.stderr)
+        assert words in result.stderr, (name, result.stderr)
+        assert result.stderr.count("\n") == 1, (name, result.stderr)
+        assert warehouse_snapshot(harness) == before, name
+        assert last_ledger(harness)["status"] == "failed"
+    result = run_cli(harness, "run", "--no-details")
+    assert result.returncode == 0, result.stderr
+    (runs,) = harness.rows("select count(*) from sixtyfour.workflow_runs")[0]
+    assert runs == len(harness.world.runs())
+
+
+def test_client_pacing_keeps_a_narrowing_sync_under_the_apis_budget(tmp_path: object) -> None:
+    from pathlib import Path
+
+    from pipelines.emulator import EmulatorServer
+    from tests.conftest import API_KEY, make_harness
+
+    for harness in make_harness(Path(str(tmp_path))):
+        budgeted = EmulatorServer(harness.world, api_key=API_KEY, rate_limit_per_minute=12)
+        harness.server = budgeted.start()
+        try:
+            report = harness.sync(details=False, rate_limit_per_minute=12)
+        finally:
+            budgeted.stop()
+        assert report.status == "ok"
+        assert report.rate_limited == 0
+        assert report.api_requests > 2
