@@ -243,10 +243,12 @@ def test_full_refresh_reloads_although_views_read_the_tables(
 
 
 def test_cli_run_on_postgres_exits_0_and_records_the_sync(postgres: PostgresWarehouse) -> None:
-    # --destination wins over the configured one
-    configured = {"SIXTYFOUR_SYNC__DESTINATION": "duckdb"}
-    args = ("run", "--destination", "postgres", "--no-details")
-    result = run_cli(postgres.harness, *args, **configured)
+    configured = "duckdb"  # --destination wins over the configured destination
+    result = run_cli(
+        postgres.harness,
+        *("run", "--destination", "postgres", "--no-details"),
+        SIXTYFOUR_SYNC__DESTINATION=configured,
+    )
     assert result.returncode == 0, result.stderr
     assert not postgres.harness.duckdb_path.exists()
     assert result.stdout.startswith("run ok:"), result.stdout
@@ -255,6 +257,10 @@ def test_cli_run_on_postgres_exits_0_and_records_the_sync(postgres: PostgresWare
     assert ledger == [{"mode": "run", "status": "ok", "runs_loaded": runs, "error": None}]
     assert postgres.scalar("select count(*) from {dataset}.workflow_runs") == runs
 
-    status = run_cli(postgres.harness, "status", "--destination", "postgres", **configured)
+    status = run_cli(
+        postgres.harness,
+        *("status", "--destination", "postgres"),
+        SIXTYFOUR_SYNC__DESTINATION=configured,
+    )
     assert status.returncode == 0, status.stderr
     assert "last syncs:" in status.stdout
