@@ -15,7 +15,7 @@ from pipelines.sixtyfour import settings, shaping
 from pipelines.sixtyfour.changes import ChangeFilter, TrackedRun, from_micros
 from pipelines.sixtyfour.client import SixtyfourClient
 from pipelines.sixtyfour.ledger import LEDGER_TABLE, SyncReport, utc_now
-from pipelines.sixtyfour.reader import ChangeReader, ProgressCallback
+from pipelines.sixtyfour.reader import ChangeReader, ProgressCallback, RunsPage
 from pipelines.sixtyfour.timestamps import BadTimestamp, parse_instant
 
 log = logging.getLogger("sixtyfour_sync.extract")
@@ -70,20 +70,7 @@ def extract_tables(
         on_progress=on_progress,
     )
     for page in reader.pages():
-        table = shaping.runs_table(page.runs, f"/workflows/runs ({page.filter.describe()})")
-        mask = changes.select(table, in_flight_page=page.filter.status == "active")
-        if not any(mask):
-            continue
-        chosen = [run for run, keep in zip(page.runs, mask, strict=True) if keep]
-        yield RUNS_TABLE, table.filter(pa.array(mask))
-        yield METRICS_TABLE, shaping.metrics_table(chosen)
-        listed_blocks = [
-            (run["job_id"], "list", run["blocks"])
-            for run in chosen
-            if isinstance(run.get("blocks"), list) and run["blocks"]
-        ]
-        if listed_blocks:
-            yield BLOCKS_TABLE, shaping.blocks_table(listed_blocks)
+        yield from _page_tables(page, changes)
     if reader.workflows is not None:
         yield WORKFLOWS_TABLE, shaping.workflows_table(reader.workflows)
         state["known_workflows"] = sorted(
@@ -92,8 +79,15 @@ def extract_tables(
         state["workflows_read_at"] = utc_now().isoformat()
 
     # Runs stored as in flight that no page showed have ended (or fell off a full active
-    # page): read each by id, the only way to reach a run queued long ago.
-    unseen = [job_id for job_id in tracked if job_id not in changes.seen]
+    # page): look for them in narrower lists, then read the rest by id, the only way to
+    # reach a run queued long ago.
+    def unseen_runs() -> dict[str, Any]:
+        return {j: t.row.get("workflow_id") for j, t in tracked.items() if j not in changes.seen}
+
+    if unseen_runs():
+        for page in reader.follow_up_pages(unseen_runs):
+            yield from _page_tables(page, changes)
+    unseen = list(unseen_runs())
     backlog = [j for j in detail_backlog if j not in tracked] if options.details else []
     backlog = backlog[: max(0, options.max_detail_requests)]
     yield from _follow_up(client, unseen, backlog, tracked, changes, report, options.concurrency)
@@ -112,6 +106,25 @@ def extract_tables(
     report.rate_limited = client.stats.rate_limited
     report.finished_at = utc_now()
     yield LEDGER_TABLE, report.ledger_table()
+
+
+def _page_tables(page: RunsPage, changes: ChangeFilter) -> Iterator[tuple[str, pa.Table]]:
+    """The tables of one list page: its new or changed runs, their metrics and blocks."""
+    table = shaping.runs_table(page.runs, f"/workflows/runs ({page.filter.describe()})")
+    in_flight_page = page.filter.status in ("active", "running")
+    mask = changes.select(table, in_flight_page=in_flight_page)
+    if not any(mask):
+        return
+    chosen = [run for run, keep in zip(page.runs, mask, strict=True) if keep]
+    yield RUNS_TABLE, table.filter(pa.array(mask))
+    yield METRICS_TABLE, shaping.metrics_table(chosen)
+    listed_blocks = [
+        (run["job_id"], "list", run["blocks"])
+        for run in chosen
+        if isinstance(run.get("blocks"), list) and run["blocks"]
+    ]
+    if listed_blocks:
+        yield BLOCKS_TABLE, shaping.blocks_table(listed_blocks)
 
 
 def _follow_up(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -60,6 +60,7 @@ class ChangeReader:
     gaps: list[Gap] = field(default_factory=list)
     progress: ReadProgress = field(default_factory=ReadProgress)
     _workflow_reach: dict[str, PageReach] = field(default_factory=dict)
+    _pages_read: dict[RunFilter, int] = field(default_factory=dict)
 
     def pages(self) -> Iterator[RunsPage]:
         """Yield pages as they arrive: the newest and the active runs first, then partitions."""
@@ -85,7 +86,30 @@ class ChangeReader:
                 log.info("newest page is full: reading %d workflows one by one", len(targets))
                 yield from self._gather(pool, targets)
 
-    def _gather(self, pool: ThreadPoolExecutor, filters: Sequence[RunFilter]) -> Iterator[RunsPage]:
+    def follow_up_pages(self, unseen: Callable[[], Mapping[str, Any]]) -> Iterator[RunsPage]:
+        """Pages that may show runs stored as in flight that no page has shown yet.
+
+        Args:
+            unseen: job_id -> workflow_id of those runs, asked again after each round.
+
+        A full active page may have cut off older runs still in flight: `status=running`
+        shows them. A run that ended and fell out of the newest 500 overall is often still
+        among its workflow's newest 500, which also carries its final metrics; what remains
+        after that is read by id.
+        """
+        with ThreadPoolExecutor(max_workers=max(1, self.concurrency)) as pool:
+            running = RunFilter(status="running")
+            active_full = self._pages_read.get(RunFilter(status="active"), 0) >= settings.PAGE_LIMIT
+            if active_full and running not in self._pages_read and unseen():
+                yield from self._gather(pool, [running], narrow=False)
+            workflows = sorted({w for w in unseen().values() if isinstance(w, str)})
+            targets = [RunFilter(workflow_id=w) for w in workflows]
+            targets = [f for f in targets if f not in self._pages_read]
+            yield from self._gather(pool, targets, narrow=False)
+
+    def _gather(
+        self, pool: ThreadPoolExecutor, filters: Sequence[RunFilter], narrow: bool = True
+    ) -> Iterator[RunsPage]:
         pending: dict[Future[list[dict[str, Any]] | None], RunFilter] = {}
 
         def submit(run_filter: RunFilter) -> None:
@@ -108,13 +132,14 @@ class ChangeReader:
                     continue
                 if runs is None:
                     continue
+                self._pages_read[run_filter] = len(runs)
                 if run_filter.status in settings.UNDOCUMENTED_STATUS_FILTERS:
                     self.failed_filter_supported = True
                 self.progress.runs += len(runs)
                 if self.on_progress:
                     self.on_progress(self.progress)
                 page = RunsPage(run_filter, runs)
-                if run_filter.workflow_id:
+                if narrow and run_filter.workflow_id:
                     for narrower in self._narrow(page):
                         submit(narrower)
                 yield page
