@@ -78,7 +78,8 @@ def main() -> None:
     warmed = time.perf_counter() - started - built
     server = TimedEmulator(
         world, api_key=args.api_key, rate_limit_per_minute=args.rate_limit or None
-    ).start()
+    )
+    server.start()
     hello = {
         "base_url": server.base_url,
         "build_seconds": round(built, 2),

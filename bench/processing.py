@@ -25,7 +25,7 @@ import duckdb
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import pages as api_pages  # noqa: E402
+import pages as api_pages
 
 BASELINE_DATASET = "baseline"
 
@@ -33,7 +33,7 @@ BASELINE_DATASET = "baseline"
 def baseline_pipeline(work: Path) -> Any:
     return dlt.pipeline(
         pipeline_name="baseline",
-        destination=dlt.destinations.duckdb(str(work / "baseline.duckdb")),
+        destination=dlt.destinations.duckdb(str(work / "plain.duckdb")),
         dataset_name=BASELINE_DATASET,
     )
 
@@ -44,10 +44,21 @@ def baseline_runs(parsed_pages: Iterable[list[dict[str, Any]]]) -> Iterator[Any]
     yield from parsed_pages
 
 
-def run_baseline(work: Path, parsed_pages: Iterable[list[dict[str, Any]]]) -> int:
+def run_baseline(
+    work: Path, parsed_pages: Iterable[list[dict[str, Any]]]
+) -> tuple[int, dict[str, float]]:
     pipeline = baseline_pipeline(work)
     pipeline.run(baseline_runs(parsed_pages), loader_file_format="parquet")
-    return count_runs(work / "baseline.duckdb", BASELINE_DATASET)
+    return count_runs(work / "plain.duckdb", BASELINE_DATASET), step_seconds(pipeline)
+
+
+def step_seconds(pipeline: Any) -> dict[str, float]:
+    """Seconds of each dlt step of the pipeline's last run, from its trace."""
+    steps: dict[str, float] = {}
+    for step in pipeline.last_trace.steps:
+        if step.step in ("extract", "normalize", "load") and step.finished_at:
+            steps[step.step] = (step.finished_at - step.started_at).total_seconds()
+    return steps
 
 
 def count_runs(database: Path, dataset: str) -> int:
@@ -59,8 +70,9 @@ def count_runs(database: Path, dataset: str) -> int:
 def baseline_from_bytes(folder: Path, work: Path) -> dict[str, Any]:
     pages, _ = api_pages.load(folder)
     started = time.perf_counter()
-    runs = run_baseline(work, (json.loads(page.body) for page in pages))
-    return {"seconds": time.perf_counter() - started, "runs": runs, "pages": len(pages)}
+    runs, steps = run_baseline(work, (json.loads(page.body) for page in pages))
+    seconds = time.perf_counter() - started
+    return {"seconds": seconds, "runs": runs, "pages": len(pages), "steps": steps}
 
 
 def baseline_over_http(base_url: str, work: Path) -> dict[str, Any]:
@@ -74,8 +86,9 @@ def baseline_over_http(base_url: str, work: Path) -> dict[str, Any]:
                 yield runs
 
     started = time.perf_counter()
-    runs = run_baseline(work, parsed_pages())
-    return {"seconds": time.perf_counter() - started, "runs": runs, "pages": read[0]}
+    runs, steps = run_baseline(work, parsed_pages())
+    seconds = time.perf_counter() - started
+    return {"seconds": seconds, "runs": runs, "pages": read[0], "steps": steps}
 
 
 def ours_from_bytes(folder: Path, work: Path) -> dict[str, Any]:
@@ -112,7 +125,7 @@ def ours_from_bytes(folder: Path, work: Path) -> dict[str, Any]:
     pipeline.run(source)
     seconds = time.perf_counter() - started
     runs = count_runs(work / "warehouse.duckdb", settings.DATASET_NAME)
-    return {"seconds": seconds, "runs": runs, "pages": len(pages)}
+    return {"seconds": seconds, "runs": runs, "pages": len(pages), "steps": step_seconds(pipeline)}
 
 
 def fetch(base_url: str, folder: Path) -> dict[str, Any]:

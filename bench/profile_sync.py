@@ -25,7 +25,7 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness import API_KEY, Emulator  # noqa: E402
+from harness import API_KEY, Emulator
 
 
 class RssSampler:

@@ -47,15 +47,19 @@ def run_demo(directory: Path, runs: int, workflows: int, seed: int) -> int:
 
 
 def _print_summary(target: WarehouseSettings) -> None:
-    pipeline = make_pipeline(target)
+    with make_pipeline(target).sql_client() as client:
+        _print_tables(client, target)
+
+
+def _print_tables(client: warehouse.Client, target: WarehouseSettings) -> None:
     by_status = warehouse.query(
-        pipeline,
+        client,
         "select status, count(*) as runs from {dataset}.workflow_runs "
         "group by status order by runs desc",
     )
     print("\nruns by status: " + ", ".join(f"{r['status']} {r['runs']}" for r in by_status))
     counts = warehouse.table_counts(
-        pipeline,
+        client,
         [
             "workflows",
             "workflow_runs",

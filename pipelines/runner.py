@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -12,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import dlt
+import pyarrow as pa
 from dlt.common.configuration.exceptions import ConfigFieldMissingException
 from dlt.pipeline.exceptions import PipelineStepFailed
 from dlt.pipeline.pipeline import Pipeline
@@ -19,7 +19,7 @@ from dlt.pipeline.pipeline import Pipeline
 from pipelines import views, warehouse
 from pipelines.config import WarehouseSettings
 from pipelines.lock import PipelineLock
-from pipelines.sixtyfour import TABLE_HINTS, settings, sixtyfour
+from pipelines.sixtyfour import TABLE_HINTS, Extraction, settings, sixtyfour
 from pipelines.sixtyfour.errors import ConfigError, DestinationBusyError, SyncError
 from pipelines.sixtyfour.ledger import LEDGER_TABLE, SyncReport
 from pipelines.sixtyfour.reader import ProgressCallback
@@ -50,8 +50,6 @@ class SyncRequest:
 
 def make_pipeline(warehouse_settings: WarehouseSettings) -> Pipeline:
     """The `sixtyfour` pipeline on the configured destination (state under DLT_DATA_DIR)."""
-    # Rows carry the load that brought them (the views use it), whatever config is found.
-    os.environ.setdefault("NORMALIZE__PARQUET_NORMALIZER__ADD_DLT_LOAD_ID", "true")
     destination: Any = warehouse_settings.destination
     if warehouse_settings.duckdb_path is not None:
         warehouse_settings.duckdb_path.parent.mkdir(parents=True, exist_ok=True)
@@ -105,23 +103,40 @@ def _sync(
         # PostgreSQL refuses to drop a table a view reads: drop the views first.
         _drop_views(pipeline)
         refresh = "drop_sources"
-    else:
-        tracked = warehouse.tracked_runs(pipeline)
-        if request.details:
-            limit = int(request.source_args.get("max_detail_requests", _configured_detail_cap()))
-            backlog, waiting = warehouse.detail_backlog(pipeline, limit)
-    try:
-        source = sixtyfour(
-            backfill=request.backfill,
-            details=request.details,
-            tracked_runs=tracked,
-            detail_backlog=backlog,
-            report=report,
-            on_progress=request.on_progress,
-            **request.source_args,
-        )
-    except ConfigFieldMissingException as exc:
-        raise _missing_setting(exc) from None
+    extraction = Extraction()
+    # One connection serves the reads before the sync and, when nothing changed, its
+    # ledger row; it is closed before dlt's own steps open theirs.
+    with pipeline.sql_client() as client:
+        if not request.full_refresh:
+            tracked = warehouse.tracked_runs(client)
+            if request.details:
+                cap = request.source_args.get("max_detail_requests", _configured_detail_cap())
+                backlog, waiting = warehouse.detail_backlog(client, int(cap))
+        try:
+            source = sixtyfour(
+                backfill=request.backfill,
+                details=request.details,
+                tracked_runs=tracked,
+                detail_backlog=backlog,
+                report=report,
+                on_progress=request.on_progress,
+                extraction=extraction,
+                **request.source_args,
+            )
+        except ConfigFieldMissingException as exc:
+            raise _missing_setting(exc) from None
+        nothing_changed = refresh is None and extraction.begin(_resource_state(pipeline))
+        # With nothing changed the ledger row is all there is to load; before the ledger
+        # table exists, the row goes through dlt like any other load.
+        if nothing_changed and _append_ledger_row(client, extraction.ledger):
+            report.details_pending = max(0, waiting - report.detail_requests)
+            done = True
+        else:
+            done = False
+    if done:
+        _apply_views(pipeline, tables_changed=False)
+        _publish(warehouse_settings)
+        return
     # The steps one by one, so the wait for a busy warehouse comes right before the load.
     try:
         pipeline.extract(source, refresh=refresh)
@@ -129,16 +144,38 @@ def _sync(
         _wait_for_warehouse(warehouse_settings)
         pipeline.load()
     except PipelineStepFailed as exc:
-        if exc.step == "extract":
-            # Nothing of a failed extraction may load later: the pages before the failure
-            # would land without the cursor that goes with them.
-            if pipeline.has_pending_data:
-                pipeline.abort_packages()
+        # Nothing of a failed extraction may load later: the pages before the failure would
+        # land without the cursor that goes with them.
+        if exc.step == "extract" and pipeline.has_pending_data:
+            pipeline.abort_packages()
         raise _unwrap(exc) from exc
     report.details_pending = max(0, waiting - report.detail_requests)
-    _apply_views(pipeline)
+    _apply_views(pipeline, tables_changed=True)
+    _publish(warehouse_settings)
+
+
+def _publish(warehouse_settings: WarehouseSettings) -> None:
     if warehouse_settings.snapshot_path and warehouse_settings.duckdb_path:
         publish_snapshot(warehouse_settings.duckdb_path, warehouse_settings.snapshot_path)
+
+
+def _resource_state(pipeline: Pipeline) -> dict[str, Any]:
+    """The sixtyfour source's workflow_runs resource state as last committed locally."""
+    sources: dict[str, Any] = pipeline.state.get("sources") or {}
+    resources = (sources.get(settings.PIPELINE_NAME) or {}).get("resources") or {}
+    return dict(resources.get("workflow_runs") or {})
+
+
+def _append_ledger_row(client: warehouse.Client, ledger: pa.Table | None) -> bool:
+    """Append a ledger row with one INSERT; False when the ledger table does not exist yet."""
+    if ledger is None or not warehouse.query(client, warehouse.LEDGER_EXISTS_SQL):
+        return False
+    row = ledger.to_pylist()[0]
+    columns = ", ".join(row)
+    marks = ", ".join(["%s"] * len(row))
+    table = client.make_qualified_table_name(LEDGER_TABLE)
+    client.execute_sql(f"insert into {table} ({columns}) values ({marks})", *row.values())
+    return True
 
 
 def _missing_setting(exc: ConfigFieldMissingException) -> ConfigError:
@@ -206,19 +243,27 @@ def _existing_tables(pipeline: Pipeline) -> set[str]:
         return {row[0] for row in client.execute_sql(sql) or []}
 
 
-def _apply_views(pipeline: Pipeline) -> None:
-    """Create the views whose tables exist, only when the views or the tables changed."""
-    existing = _existing_tables(pipeline)
+def _apply_views(pipeline: Pipeline, tables_changed: bool) -> None:
+    """Create the views whose tables exist, only when the views or the tables changed.
+
+    The marker beside the pipeline state holds a digest of the view files and one of the
+    tables; a sync that changed no table compares the first alone and asks the warehouse
+    nothing.
+    """
     digest = hashlib.sha256()
     for view in views.load_views():
         digest.update(view.name.encode() + view.select.encode())
-    digest.update(",".join(sorted(existing)).encode())
     marker = Path(pipeline.working_dir) / "views.sha256"
-    if marker.exists() and marker.read_text() == digest.hexdigest():
+    known = marker.read_text().split() if marker.exists() else []
+    if not tables_changed and known[:1] == [digest.hexdigest()]:
+        return
+    existing = _existing_tables(pipeline)
+    tables = hashlib.sha256(",".join(sorted(existing)).encode()).hexdigest()
+    if known == [digest.hexdigest(), tables]:
         return
     with pipeline.sql_client() as client:
         views.apply_views(client.execute_sql, client.dataset_name, existing)
-    marker.write_text(digest.hexdigest())
+    marker.write_text(f"{digest.hexdigest()} {tables}")
 
 
 def _drop_views(pipeline: Pipeline) -> None:

@@ -15,9 +15,10 @@ _IN_FLIGHT_SQL = (
 
 def read_status(pipeline: Pipeline) -> dict[str, Any]:
     """Cursor, runs in flight, detail backlog, the last syncs and any open gap."""
-    syncs = warehouse.last_syncs(pipeline, 10)
-    in_flight = warehouse.query(pipeline, _IN_FLIGHT_SQL)
-    _, waiting = warehouse.detail_backlog(pipeline, 1)
+    with pipeline.sql_client() as client:
+        syncs = warehouse.last_syncs(client, 10)
+        in_flight = warehouse.query(client, _IN_FLIGHT_SQL)
+        _, waiting = warehouse.detail_backlog(client, 1)
     completed = [s for s in syncs if s["status"] in ("ok", "gap")]
     open_gap = completed[0]["gap_detail"] if completed and completed[0]["status"] == "gap" else None
     cursor = syncs[0]["cursor_after"] if syncs else None

@@ -8,7 +8,7 @@ from typing import Any
 
 from dlt.common.destination.exceptions import DestinationUndefinedEntity
 from dlt.destinations.exceptions import DatabaseUndefinedRelation
-from dlt.pipeline.pipeline import Pipeline
+from dlt.destinations.sql_client import SqlClientBase
 
 from pipelines.sixtyfour import settings
 from pipelines.sixtyfour.changes import TrackedRun, to_micros
@@ -17,27 +17,34 @@ _IN_FLIGHT = ", ".join(f"'{s}'" for s in sorted(settings.IN_FLIGHT_STATUSES))
 _TERMINAL = ", ".join(f"'{s}'" for s in sorted(settings.TERMINAL_STATUSES))
 
 
-def query(pipeline: Pipeline, sql: str, *args: Any) -> list[dict[str, Any]]:
-    """Rows of a query on the pipeline's dataset as dicts; no rows when a table is missing.
+Client = SqlClientBase[Any]
 
-    `{dataset}` in the text is replaced by the dataset's qualified name.
+# Asked before the ledger row is appended without dlt (a missing table must not be created
+# by hand, and a failed statement would spoil a PostgreSQL transaction).
+LEDGER_EXISTS_SQL = "select count(*) as n from {dataset}.sync_runs where 1 = 0"
+
+
+def query(client: Client, sql: str, *args: Any) -> list[dict[str, Any]]:
+    """Rows of a query on the dataset as dicts; no rows when a table is missing.
+
+    `{dataset}` in the text is replaced by the dataset's qualified name. The client is an
+    open `pipeline.sql_client()`, shared by the reads of one sync.
     """
+    text = sql.replace("{dataset}", client.fully_qualified_dataset_name())
     try:
-        with pipeline.sql_client() as client:
-            text = sql.replace("{dataset}", client.fully_qualified_dataset_name())
-            with client.execute_query(text, *args) as cursor:
-                if cursor.description is None:
-                    return []
-                names = [c[0] for c in cursor.description]
-                return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+        with client.execute_query(text, *args) as cursor:
+            if cursor.description is None:
+                return []
+            names = [c[0] for c in cursor.description]
+            return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
     except (DatabaseUndefinedRelation, DestinationUndefinedEntity):
         return []
 
 
-def tracked_runs(pipeline: Pipeline) -> list[TrackedRun]:
+def tracked_runs(client: Client) -> list[TrackedRun]:
     """Runs the warehouse holds as queued or running, with their whole stored rows."""
     rows = query(
-        pipeline, f"select * from {{dataset}}.workflow_runs where status in ({_IN_FLIGHT})"
+        client, f"select * from {{dataset}}.workflow_runs where status in ({_IN_FLIGHT})"
     )
     return [
         TrackedRun(
@@ -50,7 +57,7 @@ def tracked_runs(pipeline: Pipeline) -> list[TrackedRun]:
     ]
 
 
-def detail_backlog(pipeline: Pipeline, limit: int) -> tuple[list[str], int]:
+def detail_backlog(client: Client, limit: int) -> tuple[list[str], int]:
     """Finished runs without block detail, oldest first (at most `limit`), and how many in all."""
     if limit <= 0:
         return [], 0
@@ -60,32 +67,32 @@ def detail_backlog(pipeline: Pipeline, limit: int) -> tuple[list[str], int]:
           and not exists (
             select 1 from {{dataset}}.workflow_run_details as d where d.job_id = r.job_id)
     """
-    try_details = query(pipeline, "select count(*) as n from {dataset}.workflow_run_details")
+    try_details = query(client, "select count(*) as n from {dataset}.workflow_run_details")
     if not try_details:
         # No detail read yet: every finished run waits.
         without_detail = f"from {{dataset}}.workflow_runs as r where r.status in ({_TERMINAL})"
     rows = query(
-        pipeline,
+        client,
         f"select r.job_id {without_detail} "
         f"order by coalesce(r.completed_at, r.updated_at), r.job_id limit {int(limit)}",
     )
-    total = query(pipeline, f"select count(*) as n {without_detail}")
+    total = query(client, f"select count(*) as n {without_detail}")
     return [row["job_id"] for row in rows], int(total[0]["n"]) if total else 0
 
 
-def last_syncs(pipeline: Pipeline, count: int) -> list[dict[str, Any]]:
+def last_syncs(client: Client, count: int) -> list[dict[str, Any]]:
     """The newest ledger rows."""
     return query(
-        pipeline,
+        client,
         f"select * from {{dataset}}.sync_runs order by started_at desc limit {int(count)}",
     )
 
 
-def table_counts(pipeline: Pipeline, tables: Sequence[str]) -> dict[str, int]:
+def table_counts(client: Client, tables: Sequence[str]) -> dict[str, int]:
     """Row counts of the given tables (missing tables are left out)."""
     counts: dict[str, int] = {}
     for table in tables:
-        rows = query(pipeline, f"select count(*) as n from {{dataset}}.{table}")
+        rows = query(client, f"select count(*) as n from {{dataset}}.{table}")
         if rows:
             counts[table] = int(rows[0]["n"])
     return counts

@@ -33,8 +33,7 @@ renamed as (
         queued_at,
         started_at,
         completed_at,
-        duration_ms,
-        _dlt_load_id
+        duration_ms
 
     from source
 

@@ -69,8 +69,8 @@ class Harness:
             return [dict(zip(names, row, strict=True)) for row in relation.fetchall()]
 
 
-def make_harness(tmp_path: Path, **world: Any) -> Iterator[Harness]:
-    config = WorldConfig(**{"runs": 1200, "workflows": 6, **world})
+def make_harness(tmp_path: Path, **world_args: Any) -> Iterator[Harness]:
+    config = WorldConfig(**{"runs": 1200, "workflows": 6, **world_args})
     world = World(config)
     server = EmulatorServer(world, api_key=API_KEY, rate_limit_per_minute=None).start()
     try:

@@ -68,7 +68,8 @@ def test_api_that_keeps_failing_exits_6_and_leaves_the_warehouse_as_it_was(
 def test_rejected_key_exits_2_without_retrying(harness: Harness) -> None:
     result = run_cli(harness, "run", SOURCES__SIXTYFOUR__API_KEY="not-the-key")
     assert result.returncode == 2
-    assert "API key was rejected" in result.stderr and "SOURCES__SIXTYFOUR__API_KEY" in result.stderr
+    assert "API key was rejected" in result.stderr
+    assert "SOURCES__SIXTYFOUR__API_KEY" in result.stderr
     # The first two requests go out together; neither is sent again.
     queries = [tuple(sorted(q.items())) for _, _, q, _ in harness.server.requests]
     assert len(queries) <= 2 and len(set(queries)) == len(queries)

@@ -11,7 +11,7 @@ Use it like any verified source::
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, MutableMapping, Sequence
 from typing import Any
 
 import dlt
@@ -22,10 +22,11 @@ from pipelines.sixtyfour.changes import TrackedRun
 from pipelines.sixtyfour.client import SixtyfourClient
 from pipelines.sixtyfour.extract import SyncOptions, extract_tables
 from pipelines.sixtyfour.ledger import LEDGER_TABLE, SyncReport
+from pipelines.sixtyfour.prefetch import Extraction, TableStream
 from pipelines.sixtyfour.reader import ProgressCallback
 from pipelines.sixtyfour.shaping import METRICS_MARKER
 
-__all__ = ["SyncReport", "TrackedRun", "sixtyfour"]
+__all__ = ["Extraction", "SyncReport", "TrackedRun", "sixtyfour"]
 
 _MERGE: Any = {"disposition": "merge", "strategy": "delete-insert"}
 
@@ -80,6 +81,7 @@ def sixtyfour(
     detail_backlog: Sequence[str] = (),
     report: SyncReport | None = None,
     on_progress: ProgressCallback | None = None,
+    extraction: Extraction | None = None,
 ) -> DltResource:
     """Sixtyfour workflow runs, read incrementally by updated_at and merged by job_id.
 
@@ -97,6 +99,8 @@ def sixtyfour(
         detail_backlog: finished runs without block detail yet, oldest first.
         report: filled in with what the sync did; it is also loaded as the ledger row.
         on_progress: called as partitions are read (for progress bars).
+        extraction: lets the caller begin the extraction before dlt's extract step (the
+            runner does, to append a no-change sync's ledger row without dlt's steps).
     """
     options = SyncOptions(
         lag_seconds=lag_seconds,
@@ -110,9 +114,8 @@ def sixtyfour(
         mode="backfill" if backfill else "run"
     )
 
-    @dlt.resource(name="workflow_runs", write_disposition=_MERGE)
-    def workflow_runs() -> Iterator[Any]:
-        client = SixtyfourClient(
+    def make_client() -> SixtyfourClient:
+        return SixtyfourClient(
             api_key,
             base_url,
             timeout_seconds=timeout_seconds,
@@ -121,11 +124,18 @@ def sixtyfour(
             rate_limit_per_minute=rate_limit_per_minute or None,
             concurrency=concurrency,
         )
-        state = dlt.current.resource_state()
-        with client:
-            for table_name, table in extract_tables(
-                client, state, options, tracked_runs, detail_backlog, sync_report, on_progress
-            ):
-                yield dlt.mark.with_hints(table, TABLE_HINTS[table_name], create_table_variant=True)
+
+    def stream(client: SixtyfourClient, state: MutableMapping[str, Any]) -> TableStream:
+        return extract_tables(
+            client, state, options, tracked_runs, detail_backlog, sync_report, on_progress
+        )
+
+    run_extraction = extraction if extraction is not None else Extraction()
+    run_extraction.bind(make_client, stream)
+
+    @dlt.resource(name="workflow_runs", write_disposition=_MERGE)
+    def workflow_runs() -> Iterator[Any]:
+        for table_name, table in run_extraction.tables(dlt.current.resource_state()):
+            yield dlt.mark.with_hints(table, TABLE_HINTS[table_name], create_table_variant=True)
 
     return workflow_runs
