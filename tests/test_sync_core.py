@@ -113,8 +113,11 @@ def test_sync_with_nothing_changed_loads_nothing(harness: Harness) -> None:
     assert report.runs_loaded == 0
     assert harness.server.request_count <= 2
     assert harness.rows("select count(*) from sixtyfour.workflow_runs__metrics") == before
-    (syncs,) = harness.rows("select count(*) from sixtyfour.sync_runs")[0]
-    assert syncs == 2
+    ledger = harness.dicts("select * from sixtyfour.sync_runs order by started_at")
+    assert len(ledger) == 2
+    assert ledger[-1]["status"] == "ok" and ledger[-1]["runs_loaded"] == 0
+    assert ledger[-1]["api_requests"] == harness.server.request_count
+    assert ledger[-1]["cursor_after"] == ledger[0]["cursor_after"]
 
 
 def test_mixed_timestamp_offsets_are_stored_as_the_same_instants(harness: Harness) -> None:
