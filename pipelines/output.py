@@ -94,12 +94,14 @@ def print_status(status: dict[str, Any]) -> None:
 class BackfillProgress:
     """Progress of a backfill: a bar on a terminal, a log line every few seconds under cron."""
 
+    LOG_EVERY_SECONDS = 10.0
+
     def __init__(self) -> None:
         self._interactive = sys.stderr.isatty()
         self._bar: Any = None
         self._task: Any = None
         self._started = time.monotonic()
-        self._last_line = 0.0
+        self._last_line = float("-inf")  # the first progress shows at once
 
     def __enter__(self) -> BackfillProgress:
         if self._interactive:
@@ -127,7 +129,10 @@ class BackfillProgress:
 
     def __call__(self, progress: ReadProgress) -> None:
         elapsed = max(time.monotonic() - self._started, 1e-6)
-        detail = f"{progress.runs} runs, {progress.partitions_done / elapsed * 60:.0f} req/min"
+        detail = (
+            f"{progress.runs} runs, {progress.requests} requests "
+            f"({progress.requests / elapsed * 60:.0f}/min)"
+        )
         if self._bar is not None:
             self._bar.update(
                 self._task,
@@ -135,7 +140,7 @@ class BackfillProgress:
                 total=progress.partitions_total,
                 detail=detail,
             )
-        elif time.monotonic() - self._last_line >= 10:
+        elif time.monotonic() - self._last_line >= self.LOG_EVERY_SECONDS:
             self._last_line = time.monotonic()
             print(
                 f"backfill: {progress.partitions_done}/{progress.partitions_total} partitions, "

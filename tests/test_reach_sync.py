@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -249,3 +250,10 @@ def test_runs_in_flight_beyond_a_full_active_page_cost_lists_not_one_request_eac
     assert_warehouse_matches_api(harness)
     assert harness.server.request_count <= 3 + 1 + 6 + report.runs_resolved_by_id
     assert report.runs_resolved_by_id < 20
+
+
+def test_backfill_under_cron_logs_plain_progress_lines(harness: Harness) -> None:
+    result = run_cli(harness, "backfill", "--no-details")
+    assert result.returncode == 0, result.stderr
+    assert re.search(r"backfill: \d+/\d+ partitions, \d+ runs, \d+ requests", result.stderr)
+    assert "backfill ok:" in result.stdout

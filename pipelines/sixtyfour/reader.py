@@ -34,6 +34,7 @@ class ReadProgress:
     partitions_done: int = 0
     partitions_total: int = 0
     runs: int = 0
+    requests: int = 0
 
 
 @dataclass
@@ -137,6 +138,7 @@ class ChangeReader:
                     self.failed_filter_supported = True
                 self.progress.runs += len(runs)
                 if self.on_progress:
+                    self.progress.requests = self.client.stats.api_requests
                     self.on_progress(self.progress)
                 page = RunsPage(run_filter, runs)
                 if narrow and run_filter.workflow_id:
