@@ -9,10 +9,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import pyarrow.compute as pc
+
 from pipelines.sixtyfour import reach, settings
 from pipelines.sixtyfour.client import NotFoundError, RequestRejectedError, SixtyfourClient
 from pipelines.sixtyfour.reach import Gap, PageReach, RunFilter
-from pipelines.sixtyfour.timestamps import BadTimestamp, parse_instant
+from pipelines.sixtyfour.timestamps import BadTimestamp, parse_instant, to_utc_array
 
 log = logging.getLogger("sixtyfour_sync.reader")
 
@@ -188,12 +190,19 @@ class ChangeReader:
 
 
 def _reach_of(page: RunsPage) -> PageReach:
-    oldest: datetime | None = None
-    for run in page.runs:
-        try:
-            queued = parse_instant(run.get("queued_at"))
-        except BadTimestamp:
-            continue
-        if oldest is None or queued < oldest:
-            oldest = queued
+    queued = [run.get("queued_at") for run in page.runs]
+    try:
+        oldest: datetime | None = pc.min(to_utc_array(queued)).as_py()
+    except BadTimestamp:
+        # An unreadable queued_at fails the page when it is shaped; here it is skipped.
+        readable = [parse_instant(q) for q in queued if _readable(q)]
+        oldest = min(readable, default=None)
     return PageReach(page.filter, len(page.runs), oldest)
+
+
+def _readable(value: Any) -> bool:
+    try:
+        parse_instant(value)
+    except BadTimestamp:
+        return False
+    return True
