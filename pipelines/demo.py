@@ -8,7 +8,7 @@ from pathlib import Path
 
 from pipelines import warehouse
 from pipelines.config import WarehouseSettings
-from pipelines.runner import SyncRequest, make_pipeline, run_sync
+from pipelines.runner import DATA_TABLES, SyncRequest, make_pipeline, run_sync
 
 DEMO_KEY = "demo-key"
 
@@ -58,17 +58,7 @@ def _print_tables(client: warehouse.Client, target: WarehouseSettings) -> None:
         "group by status order by runs desc",
     )
     print("\nruns by status: " + ", ".join(f"{r['status']} {r['runs']}" for r in by_status))
-    counts = warehouse.table_counts(
-        client,
-        [
-            "workflows",
-            "workflow_runs",
-            "workflow_runs__metrics",
-            "workflow_runs__blocks",
-            "workflow_run_details",
-            "sync_runs",
-        ],
-    )
+    counts = warehouse.table_counts(client, DATA_TABLES)
     print("tables (rows):")
     for table, count in counts.items():
         print(f"  sixtyfour.{table:<24} {count:>8}")
