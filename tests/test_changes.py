@@ -4,27 +4,19 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-import pyarrow as pa
-
-from pipelines.sixtyfour.changes import ChangeFilter, TrackedRun, from_micros, to_micros
+from pipelines.sixtyfour.changes import ChangeFilter, TrackedRun, to_micros
 
 T = to_micros(datetime(2026, 11, 1, 12, tzinfo=UTC))
 SECOND = 1_000_000
 
 
-def page(*runs: tuple[str, int, str]) -> pa.Table:
-    return pa.table(
-        {
-            "job_id": [r[0] for r in runs],
-            "updated_at": pa.array([from_micros(r[1]) for r in runs], pa.timestamp("us", "UTC")),
-            "status": [r[2] for r in runs],
-        }
-    )
+def page(*runs: tuple[str, int, str]) -> tuple[list[str], list[int], list[str]]:
+    return [r[0] for r in runs], [r[1] for r in runs], [r[2] for r in runs]
 
 
 def test_everything_is_new_before_the_first_load() -> None:
     changes = ChangeFilter(cursor=None, lag=300 * SECOND)
-    assert changes.select(page(("a", T, "completed"), ("b", T - 99 * SECOND, "failed"))) == [
+    assert changes.select(*page(("a", T, "completed"), ("b", T - 99 * SECOND, "failed"))) == [
         True,
         True,
     ]
@@ -34,7 +26,7 @@ def test_everything_is_new_before_the_first_load() -> None:
 def test_the_lag_window_is_read_again_but_loads_only_what_differs() -> None:
     changes = ChangeFilter(cursor=T, lag=300 * SECOND, recent={"a": T - 10 * SECOND})
     mask = changes.select(
-        page(
+        *page(
             ("a", T - 10 * SECOND, "completed"),  # loaded before, unchanged
             ("b", T - 20 * SECOND, "completed"),  # written late inside the window: new
             ("c", T - 900 * SECOND, "completed"),  # behind the window: loaded long ago
@@ -52,7 +44,7 @@ def test_a_run_stored_in_flight_is_loaded_when_it_changed_whatever_its_time() ->
     }
     changes = ChangeFilter(cursor=T, lag=0, tracked=tracked)
     mask = changes.select(
-        page(
+        *page(
             ("old", T - 86_000 * SECOND, "completed"),
             ("same", T - 86_400 * SECOND, "running"),
         )
@@ -62,27 +54,27 @@ def test_a_run_stored_in_flight_is_loaded_when_it_changed_whatever_its_time() ->
 
 def test_a_run_on_the_in_flight_page_unknown_to_the_warehouse_is_loaded() -> None:
     changes = ChangeFilter(cursor=T, lag=0)
-    assert changes.select(page(("x", T - 86_400 * SECOND, "running")), in_flight_page=True) == [
+    assert changes.select(*page(("x", T - 86_400 * SECOND, "running")), in_flight_page=True) == [
         True
     ]
 
 
 def test_the_same_run_on_two_pages_loads_once_unless_it_moved_on() -> None:
     changes = ChangeFilter(cursor=None, lag=0)
-    assert changes.select(page(("a", T, "running"))) == [True]
-    assert changes.select(page(("a", T, "running"))) == [False]
-    assert changes.select(page(("a", T + SECOND, "completed"))) == [True]
+    assert changes.select(*page(("a", T, "running"))) == [True]
+    assert changes.select(*page(("a", T, "running"))) == [False]
+    assert changes.select(*page(("a", T + SECOND, "completed"))) == [True]
 
 
 def test_a_backfill_loads_all_and_never_moves_the_cursor_back() -> None:
     changes = ChangeFilter(cursor=T, lag=0, load_all=True)
-    assert changes.select(page(("a", T - 1000 * SECOND, "completed"))) == [True]
+    assert changes.select(*page(("a", T - 1000 * SECOND, "completed"))) == [True]
     assert changes.cursor_after() == T
 
 
 def test_state_keeps_only_the_lag_windows_runs() -> None:
     changes = ChangeFilter(cursor=None, lag=60 * SECOND)
-    changes.select(page(("a", T, "completed"), ("b", T - 120 * SECOND, "completed")))
+    changes.select(*page(("a", T, "completed"), ("b", T - 120 * SECOND, "completed")))
     state: dict[str, object] = {}
     changes.save(state)
     assert state["recent"] == {"a": T}

@@ -8,12 +8,10 @@ which dlt commits with the load (a sync that fails to load does not move it).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
-
-import pyarrow as pa
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -62,15 +60,18 @@ class ChangeFilter:
     def watermark(self) -> int | None:
         return None if self.cursor is None else self.cursor - self.lag
 
-    def select(self, table: pa.Table, in_flight_page: bool = False) -> list[bool]:
-        """A mask over the page's rows: True for the runs to load.
+    def select(
+        self,
+        job_ids: Sequence[str],
+        updated: Sequence[int],
+        statuses: Sequence[Any],
+        in_flight_page: bool = False,
+    ) -> list[bool]:
+        """A mask over a page's runs (ids, updated_at in microseconds, statuses): True to load.
 
         On the page of runs in flight, a run the warehouse does not hold as in flight is
         loaded whatever its updated_at: it may have been written with an old timestamp.
         """
-        job_ids = table.column("job_id").to_pylist()
-        updated = table.column("updated_at").cast(pa.int64()).to_pylist()
-        statuses = table.column("status").to_pylist()
         watermark = self.watermark
         mask: list[bool] = []
         for job_id, updated_at, status in zip(job_ids, updated, statuses, strict=True):

@@ -11,6 +11,7 @@ from typing import Any
 
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from pipelines.sixtyfour import settings
 from pipelines.sixtyfour.errors import ApiResponseError
@@ -28,6 +29,15 @@ _REQUIRED_TIMESTAMPS = frozenset(settings.RUN_REQUIRED_FIELDS) & set(settings.RU
 VARIANT_SUFFIX = "__v_text"
 
 
+# The known scalar fields with the types the API documents (timestamps still as text).
+_RUN_STRUCT = pa.struct(
+    [pa.field(name, pa.string()) for name in settings.RUN_TEXT_FIELDS]
+    + [pa.field(name, pa.string()) for name in settings.RUN_TIMESTAMP_FIELDS]
+    + [pa.field(name, pa.int64()) for name in settings.RUN_INTEGER_FIELDS]
+)
+_REQUIRED_STRUCT = pa.struct([_RUN_STRUCT.field(name) for name in settings.RUN_REQUIRED_FIELDS])
+
+
 def runs_table(runs: Sequence[dict[str, Any]], where: str) -> pa.Table:
     """workflow_runs rows: every API field a column, timestamps as UTC instants.
 
@@ -38,18 +48,43 @@ def runs_table(runs: Sequence[dict[str, Any]], where: str) -> pa.Table:
     Raises:
         ApiResponseError: a run lacks a required field or has an unreadable cursor timestamp.
     """
-    _check_required(runs, where)
+    typed = _typed_fields(runs)
+    _check_required(runs, where, typed)
     columns: dict[str, pa.Array] = {}
-    for name in settings.RUN_TEXT_FIELDS:
-        columns[name] = _text_array([run.get(name) for run in runs])
-    for name in settings.RUN_TIMESTAMP_FIELDS:
-        _timestamp_column(columns, name, [run.get(name) for run in runs], where)
-    for name in settings.RUN_INTEGER_FIELDS:
-        _integer_column(columns, name, [run.get(name) for run in runs])
+    if typed is not None:
+        for name in settings.RUN_TEXT_FIELDS + settings.RUN_INTEGER_FIELDS:
+            columns[name] = typed.field(name)
+        for name in settings.RUN_TIMESTAMP_FIELDS:
+            _timestamp_column(columns, name, typed.field(name), where)
+    else:
+        for name in settings.RUN_TEXT_FIELDS:
+            columns[name] = _text_array([run.get(name) for run in runs])
+        for name in settings.RUN_TIMESTAMP_FIELDS:
+            _timestamp_column(columns, name, [run.get(name) for run in runs], where)
+        for name in settings.RUN_INTEGER_FIELDS:
+            _integer_column(columns, name, [run.get(name) for run in runs])
     for name in sorted(_extra_fields(runs)):
         # Fields the API added later: kept as text so a later type change cannot break loads.
         columns[name] = _text_array([run.get(name) for run in runs])
     return _with_keys(pa.table(columns), "job_id")
+
+
+def page_keys(
+    runs: Sequence[dict[str, Any]], where: str
+) -> tuple[list[str], list[int], list[Any]]:
+    """Check a page's runs and return their job_ids, updated_at (microseconds) and statuses.
+
+    Raises:
+        ApiResponseError: a run lacks a required field or has an unreadable cursor timestamp.
+    """
+    typed = _typed_fields(runs, _REQUIRED_STRUCT)
+    _check_required(runs, where, typed)
+    columns: dict[str, pa.Array] = {}
+    for name in sorted(_REQUIRED_TIMESTAMPS):
+        values = typed.field(name) if typed is not None else [run.get(name) for run in runs]
+        _timestamp_column(columns, name, values, where)
+    updated = columns["updated_at"].cast(pa.int64()).to_pylist()
+    return [run["job_id"] for run in runs], updated, [run.get("status") for run in runs]
 
 
 def metrics_table(runs: Iterable[dict[str, Any]]) -> pa.Table:
@@ -222,7 +257,31 @@ def _with_keys(table: pa.Table, *keys: str) -> pa.Table:
     return table.cast(schema)
 
 
-def _check_required(runs: Sequence[dict[str, Any]], where: str) -> None:
+def _typed_fields(
+    runs: Sequence[dict[str, Any]], fields: pa.StructType = _RUN_STRUCT
+) -> pa.StructArray | None:
+    """The known scalar fields of all runs, converted by Arrow at once.
+
+    None when some value has another type than documented (a number sent as text, say):
+    the caller then goes field by field and keeps such values as text.
+    """
+    try:
+        typed = pa.array(runs, type=fields)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return None
+    assert isinstance(typed, pa.StructArray)
+    return typed
+
+
+def _present(values: pa.Array) -> bool:
+    return values.null_count == 0 and not pc.any(pc.equal(values, "")).as_py()
+
+
+def _check_required(
+    runs: Sequence[dict[str, Any]], where: str, typed: pa.StructArray | None = None
+) -> None:
+    if typed is not None and all(_present(typed.field(f)) for f in settings.RUN_REQUIRED_FIELDS):
+        return  # every run has them, and job_id is text: nothing to name
     for field in settings.RUN_REQUIRED_FIELDS:
         for run in runs:
             value = run.get(field)
@@ -245,7 +304,7 @@ def _extra_fields(runs: Sequence[dict[str, Any]]) -> set[str]:
 
 
 def _timestamp_column(
-    columns: dict[str, pa.Array], name: str, values: list[Any], where: str
+    columns: dict[str, pa.Array], name: str, values: Sequence[Any] | pa.Array, where: str
 ) -> None:
     try:
         columns[name] = to_utc_array(values)
@@ -255,6 +314,8 @@ def _timestamp_column(
             raise ApiResponseError(
                 f"GET {where} answered an unreadable {name}: {exc.value!r}"
             ) from None
+    if isinstance(values, pa.Array):
+        values = values.to_pylist()
     # An optional timestamp that cannot be read: null in the column, its text kept beside it.
     parsed: list[Any] = []
     raw: list[str | None] = []

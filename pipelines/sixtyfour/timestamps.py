@@ -21,19 +21,44 @@ class BadTimestamp(ValueError):
         self.value = value
 
 
-def to_utc_array(values: Sequence[Any]) -> pa.Array:
+# The end of a timestamp that carries its own zone: Z, +hh:mm, +hhmm or +hh.
+_HAS_ZONE = r"([Zz]|[+-]\d\d(:?\d\d)?)$"
+_ARROW_ERRORS = (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError)
+
+
+def to_utc_array(values: Sequence[Any] | pa.Array) -> pa.Array:
     """Parse API timestamps to a UTC timestamp array; None stays null.
 
     The vectorised Arrow cast reads `Z`, `+hh:mm` offsets and fractions up to microseconds.
-    Values it cannot read (no offset, nanoseconds, odd forms) go through `parse_instant`.
+    Values without an offset (UTC, per the API notes) get `+00:00` appended, still vectorised;
+    what Arrow cannot read even then (nanoseconds, odd forms) goes through `parse_instant`.
 
     Raises:
         BadTimestamp: for the first value that is not a date-time at all.
     """
     try:
-        return pc.cast(pa.array(values, pa.string()), UTC_MICROS)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
-        return pa.array([None if v is None else parse_instant(v) for v in values], UTC_MICROS)
+        text = pa.array(values, pa.string())
+    except _ARROW_ERRORS:
+        return _parse_each(values)
+    try:
+        return pc.cast(text, UTC_MICROS)
+    except _ARROW_ERRORS:
+        pass
+    zoned = pc.if_else(
+        pc.match_substring_regex(text, _HAS_ZONE),
+        text,
+        pc.binary_join_element_wise(text, "+00:00", ""),
+    )
+    try:
+        return pc.cast(zoned, UTC_MICROS)
+    except _ARROW_ERRORS:
+        return _parse_each(values)
+
+
+def _parse_each(values: Sequence[Any] | pa.Array) -> pa.Array:
+    if isinstance(values, pa.Array):
+        values = values.to_pylist()
+    return pa.array([None if v is None else parse_instant(v) for v in values], UTC_MICROS)
 
 
 def parse_instant(value: Any) -> datetime:
