@@ -11,6 +11,8 @@ from pipelines.sixtyfour.errors import ConfigError
 
 REPO_DIR = Path(__file__).resolve().parent.parent
 DEFAULT_DUCKDB_PATH = Path("~/.local/share/sixtyfour-sync/sixtyfour-sync.duckdb")
+# DuckDB takes up to 80% of the machine's memory by default; a cron host has other work.
+DEFAULT_DUCKDB_MEMORY_LIMIT = "128MB"
 
 
 def use_project_settings() -> None:
@@ -32,6 +34,7 @@ class WarehouseSettings:
     duckdb_path: Path | None = None
     busy_timeout_seconds: float = 60.0
     snapshot_path: Path | None = None
+    duckdb_memory_limit: str = DEFAULT_DUCKDB_MEMORY_LIMIT
 
     @classmethod
     def resolve(cls, destination: str | None = None) -> WarehouseSettings:
@@ -69,4 +72,5 @@ class WarehouseSettings:
             duckdb_path=duckdb_path,
             busy_timeout_seconds=busy_timeout,
             snapshot_path=Path(snapshot).expanduser().resolve() if snapshot else None,
+            duckdb_memory_limit=setting("duckdb_memory_limit", DEFAULT_DUCKDB_MEMORY_LIMIT),
         )

@@ -13,6 +13,7 @@ from typing import Any
 import dlt
 import pyarrow as pa
 from dlt.common.configuration.exceptions import ConfigFieldMissingException
+from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
 from dlt.pipeline.exceptions import PipelineStepFailed
 from dlt.pipeline.pipeline import Pipeline
 
@@ -53,7 +54,13 @@ def make_pipeline(warehouse_settings: WarehouseSettings) -> Pipeline:
     destination: Any = warehouse_settings.destination
     if warehouse_settings.duckdb_path is not None:
         warehouse_settings.duckdb_path.parent.mkdir(parents=True, exist_ok=True)
-        destination = dlt.destinations.duckdb(str(warehouse_settings.duckdb_path))
+        credentials = DuckDbCredentials(str(warehouse_settings.duckdb_path))
+        # Bounded memory, and no ordering guarantee DuckDB would spend memory on: a merge of
+        # a large backfill otherwise grows the process by gigabytes.
+        credentials.global_config = {"preserve_insertion_order": False}
+        if warehouse_settings.duckdb_memory_limit:
+            credentials.global_config["memory_limit"] = warehouse_settings.duckdb_memory_limit
+        destination = dlt.destinations.duckdb(credentials)
     return dlt.pipeline(
         pipeline_name=settings.PIPELINE_NAME,
         destination=destination,
@@ -104,35 +111,35 @@ def _sync(
         _drop_views(pipeline)
         refresh = "drop_sources"
     extraction = Extraction()
-    # One connection serves the reads before the sync and, when nothing changed, its
-    # ledger row; it is closed before dlt's own steps open theirs.
-    with pipeline.sql_client() as client:
-        if not request.full_refresh:
+    # The warehouse is opened only to read and write, never while pages are fetched: a
+    # DuckDB file stays free for readers most of a sync's time.
+    if not request.full_refresh:
+        with pipeline.sql_client() as client:
             tracked = warehouse.tracked_runs(client)
             if request.details:
                 cap = request.source_args.get("max_detail_requests", _configured_detail_cap())
                 backlog, waiting = warehouse.detail_backlog(client, int(cap))
-        try:
-            source = sixtyfour(
-                backfill=request.backfill,
-                details=request.details,
-                tracked_runs=tracked,
-                detail_backlog=backlog,
-                report=report,
-                on_progress=request.on_progress,
-                extraction=extraction,
-                **request.source_args,
-            )
-        except ConfigFieldMissingException as exc:
-            raise _missing_setting(exc) from None
-        nothing_changed = refresh is None and extraction.begin(_resource_state(pipeline))
-        # With nothing changed the ledger row is all there is to load; before the ledger
+    try:
+        source = sixtyfour(
+            backfill=request.backfill,
+            details=request.details,
+            tracked_runs=tracked,
+            detail_backlog=backlog,
+            report=report,
+            on_progress=request.on_progress,
+            extraction=extraction,
+            **request.source_args,
+        )
+    except ConfigFieldMissingException as exc:
+        raise _missing_setting(exc) from None
+    done = False
+    if refresh is None and extraction.begin(_resource_state(pipeline)):
+        # Nothing changed: the ledger row is all there is to load. Before the ledger
         # table exists, the row goes through dlt like any other load.
-        if nothing_changed and _append_ledger_row(client, extraction.ledger):
-            report.details_pending = max(0, waiting - report.detail_requests)
-            done = True
-        else:
-            done = False
+        _wait_for_warehouse(warehouse_settings)
+        with pipeline.sql_client() as client:
+            done = _append_ledger_row(client, extraction.ledger)
+        report.details_pending = max(0, waiting - report.detail_requests)
     if done:
         _apply_views(pipeline, tables_changed=False)
         _publish(warehouse_settings)

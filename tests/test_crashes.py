@@ -24,15 +24,18 @@ def die(*args, **kwargs):
     os.kill(os.getpid(), signal.SIGKILL)
 
 if point == "extract":
+    # Small batches, so dlt has written some of them when the page after them kills it.
+    import pipelines.sixtyfour.settings as settings
     import pipelines.sixtyfour.shaping as shaping
-    real = shaping.metrics_table
+    settings.RUNS_PER_BATCH = 100
+    real = shaping.page_keys
     calls = []
-    def metrics_then_die(runs):
+    def keys_then_die(runs, where):
         calls.append(1)
-        if len(calls) == 3:
+        if len(calls) == 6:
             die()
-        return real(runs)
-    shaping.metrics_table = metrics_then_die
+        return real(runs, where)
+    shaping.page_keys = keys_then_die
 elif point == "normalize":
     from dlt.pipeline.pipeline import Pipeline
     Pipeline.normalize = die

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -113,15 +114,15 @@ class ChangeReader:
     def _gather(
         self, pool: ThreadPoolExecutor, filters: Sequence[RunFilter], narrow: bool = True
     ) -> Iterator[RunsPage]:
+        # Requests go out only while fewer than `concurrency` pages are on their way or
+        # waiting to be consumed: the pages of a backfill never pile up in memory.
+        waiting: deque[RunFilter] = deque(filters)
         pending: dict[Future[list[dict[str, Any]] | None], RunFilter] = {}
-
-        def submit(run_filter: RunFilter) -> None:
-            pending[pool.submit(self._read, run_filter)] = run_filter
-            self.progress.partitions_total += 1
-
-        for run_filter in filters:
-            submit(run_filter)
-        while pending:
+        self.progress.partitions_total += len(filters)
+        while waiting or pending:
+            while waiting and len(pending) < max(1, self.concurrency):
+                run_filter = waiting.popleft()
+                pending[pool.submit(self._read, run_filter)] = run_filter
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
             for future in done:
                 run_filter = pending.pop(future)
@@ -144,8 +145,9 @@ class ChangeReader:
                     self.on_progress(self.progress)
                 page = RunsPage(run_filter, runs)
                 if narrow and run_filter.workflow_id:
-                    for narrower in self._narrow(page):
-                        submit(narrower)
+                    narrower = self._narrow(page)
+                    waiting.extendleft(reversed(narrower))
+                    self.progress.partitions_total += len(narrower)
                 yield page
 
     def _read(self, run_filter: RunFilter) -> list[dict[str, Any]] | None:

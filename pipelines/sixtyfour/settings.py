@@ -42,7 +42,7 @@ RUN_REQUIRED_FIELDS = ("job_id", "workflow_id", "status", "updated_at", "queued_
 WORKFLOW_TIMESTAMP_FIELDS = ("created_at", "updated_at", "last_run_date")
 
 # Runs gathered into one batch before handing them to dlt (with their metrics and blocks).
-RUNS_PER_BATCH = 20_000
+RUNS_PER_BATCH = 5_000
 
 # Defaults of the settings in .dlt/config.toml.
 DEFAULT_LAG_SECONDS = 300.0
