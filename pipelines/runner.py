@@ -6,6 +6,8 @@ import hashlib
 import logging
 import shutil
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -81,9 +83,8 @@ def run_sync(warehouse_settings: WarehouseSettings, request: SyncRequest) -> Syn
     pipeline = make_pipeline(warehouse_settings)
     report = SyncReport(mode="backfill" if request.backfill else "run")
     with lock_for(pipeline):
-        _wait_for_warehouse(warehouse_settings)
         try:
-            _finish_pending(pipeline)
+            _finish_pending(pipeline, warehouse_settings)
             _sync(pipeline, warehouse_settings, request, report)
         except SyncError as exc:
             report.error = str(exc)
@@ -106,15 +107,17 @@ def _sync(
     tracked: list[Any] = []
     backlog: list[str] = []
     waiting = 0
+    client = pipeline.sql_client()
     if request.full_refresh:
         # PostgreSQL refuses to drop a table a view reads: drop the views first.
-        _drop_views(pipeline)
+        with _opened(client, warehouse_settings):
+            _drop_views(pipeline, client)
         refresh = "drop_sources"
     extraction = Extraction()
     # The warehouse is opened only to read and write, never while pages are fetched: a
     # DuckDB file stays free for readers most of a sync's time.
     if not request.full_refresh:
-        with pipeline.sql_client() as client:
+        with _opened(client, warehouse_settings):
             tracked = warehouse.tracked_runs(client)
             if request.details:
                 cap = request.source_args.get("max_detail_requests", _configured_detail_cap())
@@ -136,8 +139,7 @@ def _sync(
     if refresh is None and extraction.begin(_resource_state(pipeline)):
         # Nothing changed: the ledger row is all there is to load. Before the ledger
         # table exists, the row goes through dlt like any other load.
-        _wait_for_warehouse(warehouse_settings)
-        with pipeline.sql_client() as client:
+        with _opened(client, warehouse_settings):
             done = _append_ledger_row(client, extraction.ledger)
         report.details_pending = max(0, waiting - report.detail_requests)
     if done:
@@ -205,7 +207,7 @@ def _unwrap(exc: PipelineStepFailed) -> Exception:
     while cause is not None:
         if isinstance(cause, SyncError):
             return cause
-        if "Could not set lock" in str(cause) or "database is locked" in str(cause):
+        if _lock_conflict(cause):
             return DestinationBusyError(
                 f"the warehouse was locked by another process during step '{exc.step}'; "
                 "what was fetched is kept and the next sync loads it first"
@@ -214,7 +216,7 @@ def _unwrap(exc: PipelineStepFailed) -> Exception:
     return exc
 
 
-def _finish_pending(pipeline: Pipeline) -> None:
+def _finish_pending(pipeline: Pipeline, warehouse_settings: WarehouseSettings) -> None:
     """Load what an interrupted sync left behind before anything else.
 
     A package holds its data together with the state (cursor) it leads to, so loading it
@@ -224,6 +226,7 @@ def _finish_pending(pipeline: Pipeline) -> None:
         log.warning("an earlier sync was interrupted: loading what it had fetched first")
         try:
             pipeline.normalize()
+            _wait_for_warehouse(warehouse_settings)
             pipeline.load()
         except PipelineStepFailed as exc:
             raise _unwrap(exc) from exc
@@ -273,17 +276,41 @@ def _apply_views(pipeline: Pipeline, tables_changed: bool) -> None:
     marker.write_text(f"{digest.hexdigest()} {tables}")
 
 
-def _drop_views(pipeline: Pipeline) -> None:
+def _drop_views(pipeline: Pipeline, client: warehouse.Client) -> None:
     try:
-        with pipeline.sql_client() as client:
-            views.drop_views(client.execute_sql, client.dataset_name)
+        views.drop_views(client.execute_sql, client.dataset_name)
     except Exception as exc:  # nothing to drop before the first sync
         log.debug("no views dropped: %s", exc)
     (Path(pipeline.working_dir) / "views.sha256").unlink(missing_ok=True)
 
 
+@contextmanager
+def _opened(
+    client: warehouse.Client, warehouse_settings: WarehouseSettings
+) -> Iterator[warehouse.Client]:
+    """The client with its connection open, waiting while another process holds the file."""
+    deadline = time.monotonic() + warehouse_settings.busy_timeout_seconds
+    while True:
+        try:
+            client.open_connection()
+            break
+        except Exception as exc:
+            if not _lock_conflict(exc):
+                raise
+            if time.monotonic() >= deadline:
+                raise _busy(warehouse_settings) from None
+            time.sleep(0.5)
+    try:
+        yield client
+    finally:
+        client.close_connection()
+
+
 def _wait_for_warehouse(warehouse_settings: WarehouseSettings) -> None:
-    """Wait while another process (a BI tool, a DuckDB shell) holds the DuckDB file."""
+    """Wait while another process (a BI tool, a DuckDB shell) holds the DuckDB file.
+
+    Before dlt's load step, which opens the file itself.
+    """
     path = warehouse_settings.duckdb_path
     if path is None or not path.exists():
         return
@@ -295,14 +322,22 @@ def _wait_for_warehouse(warehouse_settings: WarehouseSettings) -> None:
             duckdb.connect(str(path)).close()
             return
         except duckdb.IOException as exc:
-            if "lock" not in str(exc).lower():
+            if not _lock_conflict(exc):
                 raise
             if time.monotonic() >= deadline:
-                raise DestinationBusyError(
-                    f"the DuckDB file {path} is held open by another process: close it (or let "
-                    "BI tools read the snapshot file) and run the sync again"
-                ) from None
+                raise _busy(warehouse_settings) from None
             time.sleep(0.5)
+
+
+def _lock_conflict(exc: BaseException) -> bool:
+    return "could not set lock" in str(exc).lower()
+
+
+def _busy(warehouse_settings: WarehouseSettings) -> DestinationBusyError:
+    return DestinationBusyError(
+        f"the DuckDB file {warehouse_settings.duckdb_path} is held open by another process: "
+        "close it (or let BI tools read the snapshot file) and run the sync again"
+    )
 
 
 def publish_snapshot(database: Path, snapshot: Path) -> None:
