@@ -5,7 +5,9 @@ listens it prints one JSON line on stdout (base_url, build seconds, how many run
 runs in flight); then it answers commands read from stdin, one JSON line each:
 
 - `count`: requests received so far (errors, 429s and retries included);
-- `window`: request count, 429s, and the most requests that arrived in any 60 s window;
+- `window [BUDGET]`: request count, 429s, the most served requests in any 60 s, how many
+  were served in the first 60 s, when the last one came (seconds after the first), and the
+  shortest time that held BUDGET + 1 served requests (-1: never that many);
 - `quit` (or end of input): stop serving and exit.
 """
 
@@ -23,18 +25,37 @@ from pipelines.emulator.faults import Reply
 
 
 class TimedEmulator(EmulatorServer):
-    """The project's emulator, also noting when each request arrived."""
+    """The project's emulator, also noting when each request arrived and its answer's status."""
 
     def __init__(self, world: World, **options: Any) -> None:
         super().__init__(world, **options)
-        self.arrivals: list[float] = []
+        self.arrivals: list[tuple[float, int]] = []
         self._arrivals_lock = threading.Lock()
 
     def handle(self, method: str, target: str, api_key: str | None) -> Reply | None:
-        """Answer as the emulator does, after noting the arrival time."""
+        """Answer as the emulator does, noting the arrival time and the status."""
+        arrived = time.monotonic()
+        reply = super().handle(method, target, api_key)
         with self._arrivals_lock:
-            self.arrivals.append(time.monotonic())
-        return super().handle(method, target, api_key)
+            self.arrivals.append((arrived, 0 if reply is None else reply.status))
+        return reply
+
+    def pacing(self, budget: int) -> dict[str, Any]:
+        """Requests, 429s, and how the served ones spread over time against `budget`/min."""
+        with self._arrivals_lock:
+            arrivals = list(self.arrivals)
+        served = sorted(at for at, status in arrivals if status != 429)
+        first = served[0] if served else 0.0
+        # The shortest time that held budget + 1 served requests: under 60 s means over it.
+        spans = [served[i + budget] - served[i] for i in range(len(served) - budget)]
+        return {
+            "count": len(arrivals),
+            "refused_429": sum(status == 429 for _, status in arrivals),
+            "busiest_60s": busiest_window(served),
+            "first_60s": sum(at - first < 60.0 for at in served),
+            "last_at": (served[-1] - first) if served else 0.0,
+            "shortest_span_over_budget": min(spans) if spans else -1.0,
+        }
 
 
 def busiest_window(arrivals: list[float], seconds: float = 60.0) -> int:
@@ -94,14 +115,9 @@ def main() -> None:
             command = line.strip()
             if command == "count":
                 print(json.dumps({"count": server.request_count}), flush=True)
-            elif command == "window":
-                statuses = [status for *_, status in list(server.requests)]
-                answer = {
-                    "count": len(statuses),
-                    "refused_429": statuses.count(429),
-                    "busiest_60s": busiest_window(list(server.arrivals)),
-                }
-                print(json.dumps(answer), flush=True)
+            elif command.startswith("window"):
+                budget = int(command.split()[1]) if " " in command else args.rate_limit
+                print(json.dumps(server.pacing(budget)), flush=True)
             elif command == "quit":
                 break
     finally:

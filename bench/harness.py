@@ -93,9 +93,9 @@ class Emulator:
         """Requests the emulator has received so far."""
         return int(self._command("count")["count"])
 
-    def window(self) -> dict[str, int]:
-        """Requests so far, how many were refused with 429, the most in any 60 s."""
-        return {k: int(v) for k, v in self._command("window").items()}
+    def window(self, budget: int) -> dict[str, float]:
+        """How requests spread against `budget` per minute (see emulator_proc.py)."""
+        return {k: float(v) for k, v in self._command(f"window {budget}").items()}
 
 
 @dataclass
@@ -111,9 +111,7 @@ class ChildRun:
     stderr: str
 
 
-def run_child(
-    command: list[str], env: dict[str, str], cwd: Path, timeout: float = 600
-) -> ChildRun:
+def run_child(command: list[str], env: dict[str, str], cwd: Path, timeout: float = 600) -> ChildRun:
     """Run a command to its end; wall time includes process start.
 
     Peak RSS is the kernel's `ru_maxrss` of this child from `wait4`, which misses nothing

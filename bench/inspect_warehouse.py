@@ -1,6 +1,6 @@
 """What a sync left in its DuckDB file, as one JSON line (run in a child to keep the bench lean).
 
-    python bench/inspect_warehouse.py WAREHOUSE.duckdb
+python bench/inspect_warehouse.py WAREHOUSE.duckdb
 """
 
 from __future__ import annotations
@@ -21,8 +21,7 @@ def inspect(path: str) -> dict[str, Any]:
         existing = {
             row[0]
             for row in db.sql(
-                f"select table_name from information_schema.tables "
-                f"where table_schema = '{DATASET}'"
+                f"select table_name from information_schema.tables where table_schema = '{DATASET}'"
             ).fetchall()
         }
         counts = {
@@ -31,7 +30,12 @@ def inspect(path: str) -> dict[str, Any]:
             if table in existing
         }
         distinct_runs = _scalar(db, f"select count(distinct job_id) from {DATASET}.workflow_runs")
-        newest_load = _scalar(db, f"select max(_dlt_load_id) from {DATASET}.workflow_runs")
+        # Changes to any run's state show in this sum; row counts alone would miss an update.
+        fingerprint = _scalar(
+            db,
+            f"select sum(hash(job_id, status, updated_at)) from {DATASET}.workflow_runs",
+        )
+        loads = _scalar(db, f"select count(*) from {DATASET}._dlt_loads")
         columns = ", ".join(LEDGER_COLUMNS)
         ledger = [
             dict(zip(LEDGER_COLUMNS, row, strict=True))
@@ -42,7 +46,8 @@ def inspect(path: str) -> dict[str, Any]:
     return {
         "counts": counts,
         "runs": distinct_runs,
-        "newest_runs_load": newest_load,
+        "runs_fingerprint": str(fingerprint),
+        "dlt_loads": loads,
         "ledger": ledger,
     }
 
