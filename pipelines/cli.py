@@ -103,7 +103,8 @@ def status(destination: Destination = None, verbose: Verbose = False) -> None:
         from pipelines.runner import make_pipeline
         from pipelines.status import read_status
 
-        return read_status(make_pipeline(WarehouseSettings.resolve(destination)))
+        target = WarehouseSettings.resolve(destination)
+        return read_status(make_pipeline(target), target)
 
     output.print_status(_guarded(verbose, read))
 

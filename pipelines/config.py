@@ -62,6 +62,8 @@ class WarehouseSettings:
                 f"'{dataset_name}': choose another file name"
             )
         snapshot = setting("snapshot_path", "")
+        # An empty memory limit means DuckDB's own default; a missing one, ours.
+        memory_limit: object = dlt.config.get("sixtyfour_sync.duckdb_memory_limit")
         try:
             busy_timeout = float(setting("busy_timeout_seconds", "60"))
         except ValueError:
@@ -72,5 +74,7 @@ class WarehouseSettings:
             duckdb_path=duckdb_path,
             busy_timeout_seconds=busy_timeout,
             snapshot_path=Path(snapshot).expanduser().resolve() if snapshot else None,
-            duckdb_memory_limit=setting("duckdb_memory_limit", DEFAULT_DUCKDB_MEMORY_LIMIT),
+            duckdb_memory_limit=DEFAULT_DUCKDB_MEMORY_LIMIT
+            if memory_limit is None
+            else str(memory_limit),
         )

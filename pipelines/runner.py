@@ -14,7 +14,12 @@ from typing import Any
 
 import dlt
 import pyarrow as pa
-from dlt.common.configuration.exceptions import ConfigFieldMissingException
+from dlt.common.configuration.exceptions import (
+    ConfigFieldMissingException,
+    ConfigurationException,
+    ConfigValueCannotBeCoercedException,
+)
+from dlt.common.destination.exceptions import UnknownDestinationModule
 from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
 from dlt.pipeline.exceptions import PipelineStepFailed
 from dlt.pipeline.pipeline import Pipeline
@@ -22,6 +27,7 @@ from dlt.pipeline.pipeline import Pipeline
 from pipelines import views, warehouse
 from pipelines.config import WarehouseSettings
 from pipelines.lock import PipelineLock
+from pipelines.output import redact
 from pipelines.sixtyfour import TABLE_HINTS, Extraction, settings, sixtyfour
 from pipelines.sixtyfour.errors import ConfigError, DestinationBusyError, SyncError
 from pipelines.sixtyfour.ledger import LEDGER_TABLE, SyncReport
@@ -80,20 +86,32 @@ def run_sync(warehouse_settings: WarehouseSettings, request: SyncRequest) -> Syn
     Raises:
         SyncError: with the exit code of the failure; the ledger records it where it can.
     """
-    pipeline = make_pipeline(warehouse_settings)
+    try:
+        pipeline = make_pipeline(warehouse_settings)
+    except (ConfigurationException, UnknownDestinationModule) as exc:
+        raise _bad_setting(exc) from None
     report = SyncReport(mode="backfill" if request.backfill else "run")
     with lock_for(pipeline):
         try:
             _finish_pending(pipeline, warehouse_settings)
-            _sync(pipeline, warehouse_settings, request, report)
-        except SyncError as exc:
-            report.error = str(exc)
-            _record_failure(pipeline, report)
-            raise
+            if not request.full_refresh and not _resource_state(pipeline):
+                # No local state (a new DLT_DATA_DIR): take the cursor from the warehouse,
+                # where dlt keeps it with every load, rather than read everything again.
+                pipeline.sync_destination()
+            loaded_by_dlt = _sync(pipeline, warehouse_settings, request, report)
         except Exception as exc:
-            report.error = f"{type(exc).__name__}: {exc}"
+            text = str(exc) if isinstance(exc, SyncError) else f"{type(exc).__name__}: {exc}"
+            report.error = redact(text)
             _record_failure(pipeline, report)
+            if request.full_refresh:
+                _restore_views(pipeline)
             raise
+    # The data has landed: views and the snapshot are extras whose failure fails nothing.
+    try:
+        _apply_views(pipeline, tables_changed=loaded_by_dlt)
+        _publish(warehouse_settings)
+    except Exception as exc:
+        log.warning("the sync loaded, but views or the snapshot failed: %s", redact(str(exc)))
     return report
 
 
@@ -102,7 +120,8 @@ def _sync(
     warehouse_settings: WarehouseSettings,
     request: SyncRequest,
     report: SyncReport,
-) -> None:
+) -> bool:
+    """The sync proper; True when dlt loaded it, False when only its ledger row was added."""
     refresh: Any = None
     tracked: list[Any] = []
     backlog: list[str] = []
@@ -110,22 +129,26 @@ def _sync(
     client = pipeline.sql_client()
     if request.full_refresh:
         # PostgreSQL refuses to drop a table a view reads: drop the views first.
-        with _opened(client, warehouse_settings):
+        with opened(client, warehouse_settings):
             _drop_views(pipeline, client)
         refresh = "drop_sources"
     extraction = Extraction()
     # The warehouse is opened only to read and write, never while pages are fetched: a
     # DuckDB file stays free for readers most of a sync's time.
+    details = request.details and bool(_configured("details", True))
     if not request.full_refresh:
-        with _opened(client, warehouse_settings):
+        with opened(client, warehouse_settings):
             tracked = warehouse.tracked_runs(client)
-            if request.details:
-                cap = request.source_args.get("max_detail_requests", _configured_detail_cap())
+            if details:
+                cap = request.source_args.get(
+                    "max_detail_requests",
+                    _configured("max_detail_requests", settings.DEFAULT_MAX_DETAIL_REQUESTS),
+                )
                 backlog, waiting = warehouse.detail_backlog(client, int(cap))
     try:
         source = sixtyfour(
             backfill=request.backfill,
-            details=request.details,
+            details=details,
             tracked_runs=tracked,
             detail_backlog=backlog,
             report=report,
@@ -133,19 +156,17 @@ def _sync(
             extraction=extraction,
             **request.source_args,
         )
-    except ConfigFieldMissingException as exc:
-        raise _missing_setting(exc) from None
+    except ConfigurationException as exc:
+        raise _bad_setting(exc) from None
     done = False
     if refresh is None and extraction.begin(_resource_state(pipeline)):
         # Nothing changed: the ledger row is all there is to load. Before the ledger
         # table exists, the row goes through dlt like any other load.
-        with _opened(client, warehouse_settings):
+        with opened(client, warehouse_settings):
             done = _append_ledger_row(client, extraction.ledger)
         report.details_pending = max(0, waiting - report.detail_requests)
     if done:
-        _apply_views(pipeline, tables_changed=False)
-        _publish(warehouse_settings)
-        return
+        return False
     # The steps one by one, so the wait for a busy warehouse comes right before the load.
     try:
         pipeline.extract(source, refresh=refresh)
@@ -159,8 +180,7 @@ def _sync(
             pipeline.abort_packages()
         raise _unwrap(exc) from exc
     report.details_pending = max(0, waiting - report.detail_requests)
-    _apply_views(pipeline, tables_changed=True)
-    _publish(warehouse_settings)
+    return True
 
 
 def _publish(warehouse_settings: WarehouseSettings) -> None:
@@ -187,18 +207,40 @@ def _append_ledger_row(client: warehouse.Client, ledger: pa.Table | None) -> boo
     return True
 
 
-def _missing_setting(exc: ConfigFieldMissingException) -> ConfigError:
-    if "api_key" in exc.fields:
+def _bad_setting(exc: Exception) -> ConfigError:
+    """A configuration problem dlt found, as one line naming the setting."""
+    if isinstance(exc, ConfigFieldMissingException):
+        if "api_key" in exc.fields:
+            return ConfigError(
+                "no API key: set SOURCES__SIXTYFOUR__API_KEY or api_key under "
+                "[sources.sixtyfour] in .dlt/secrets.toml"
+            )
+        return ConfigError(f"missing setting(s): {', '.join(exc.fields)}")
+    if isinstance(exc, ConfigValueCannotBeCoercedException):
         return ConfigError(
-            "no API key: set SOURCES__SIXTYFOUR__API_KEY or api_key under [sources.sixtyfour] "
-            "in .dlt/secrets.toml"
+            f"setting '{exc.field_name}' has a value that is not a {exc.hint}: fix it in "
+            ".dlt/config.toml or its environment variable"
         )
-    return ConfigError(f"missing setting(s): {', '.join(exc.fields)}")
+    if isinstance(exc, UnknownDestinationModule):
+        return ConfigError(f"unknown destination: {str(exc).splitlines()[0][:200]}")
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return ConfigError(f"bad configuration: {redact(first)[:200]}")
 
 
-def _configured_detail_cap() -> int:
-    value: Any = dlt.config.get("sources.sixtyfour.max_detail_requests")
-    return settings.DEFAULT_MAX_DETAIL_REQUESTS if value is None else int(value)
+def _configured(name: str, default: Any) -> Any:
+    """A [sources.sixtyfour] setting as the runner needs it before the source exists."""
+    value: Any = dlt.config.get(f"sources.sixtyfour.{name}")
+    if value is None:
+        return default
+    if isinstance(default, bool) and isinstance(value, str):
+        return value.strip().lower() not in ("false", "0", "no", "off", "")
+    try:
+        return type(default)(value)
+    except (TypeError, ValueError):
+        raise ConfigError(
+            f"setting 'sources.sixtyfour.{name}' must be a {type(default).__name__}, "
+            f"got {value!r}"
+        ) from None
 
 
 def _unwrap(exc: PipelineStepFailed) -> Exception:
@@ -242,7 +284,7 @@ def _record_failure(pipeline: Pipeline, report: SyncReport) -> None:
     try:
         pipeline.run(ledger)
     except Exception as exc:  # the warehouse itself may be the failure
-        log.warning("could not record the failed sync in the ledger: %s", type(exc).__name__)
+        log.debug("could not record the failed sync in the ledger: %s", type(exc).__name__)
         if pipeline.has_pending_data:
             pipeline.abort_packages()
 
@@ -272,8 +314,20 @@ def _apply_views(pipeline: Pipeline, tables_changed: bool) -> None:
     if known == [digest.hexdigest(), tables]:
         return
     with pipeline.sql_client() as client:
+        if known[:1] != [digest.hexdigest()]:
+            # The view files changed (or were never applied from here): PostgreSQL refuses to
+            # replace a view whose columns changed, so the old ones go first.
+            views.drop_views(client.execute_sql, client.dataset_name)
         views.apply_views(client.execute_sql, client.dataset_name, existing)
     marker.write_text(f"{digest.hexdigest()} {tables}")
+
+
+def _restore_views(pipeline: Pipeline) -> None:
+    """After a failed full refresh, bring back the views it dropped over the kept tables."""
+    try:
+        _apply_views(pipeline, tables_changed=True)
+    except Exception as exc:
+        log.debug("views not restored: %s", exc)
 
 
 def _drop_views(pipeline: Pipeline, client: warehouse.Client) -> None:
@@ -285,10 +339,13 @@ def _drop_views(pipeline: Pipeline, client: warehouse.Client) -> None:
 
 
 @contextmanager
-def _opened(
+def opened(
     client: warehouse.Client, warehouse_settings: WarehouseSettings
 ) -> Iterator[warehouse.Client]:
-    """The client with its connection open, waiting while another process holds the file."""
+    """The client with its connection open, waiting while another process holds the file.
+
+    Gives up after `busy_timeout_seconds` with DestinationBusyError (exit 7).
+    """
     deadline = time.monotonic() + warehouse_settings.busy_timeout_seconds
     while True:
         try:

@@ -13,7 +13,7 @@ from dlt.destinations.sql_client import SqlClientBase
 from pipelines.sixtyfour import settings
 from pipelines.sixtyfour.changes import TrackedRun, to_micros
 
-_IN_FLIGHT = ", ".join(f"'{s}'" for s in sorted(settings.IN_FLIGHT_STATUSES))
+IN_FLIGHT_LIST = ", ".join(f"'{s}'" for s in sorted(settings.IN_FLIGHT_STATUSES))
 _TERMINAL = ", ".join(f"'{s}'" for s in sorted(settings.TERMINAL_STATUSES))
 
 
@@ -44,7 +44,7 @@ def query(client: Client, sql: str, *args: Any) -> list[dict[str, Any]]:
 def tracked_runs(client: Client) -> list[TrackedRun]:
     """Runs the warehouse holds as queued or running, with their whole stored rows."""
     rows = query(
-        client, f"select * from {{dataset}}.workflow_runs where status in ({_IN_FLIGHT})"
+        client, f"select * from {{dataset}}.workflow_runs where status in ({IN_FLIGHT_LIST})"
     )
     return [
         TrackedRun(

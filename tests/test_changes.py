@@ -80,3 +80,14 @@ def test_state_keeps_only_the_lag_windows_runs() -> None:
     assert state["recent"] == {"a": T}
     restored = ChangeFilter.from_state(state, 60, {}, load_all=False)
     assert restored.cursor == T and restored.watermark == T - 60 * SECOND
+
+
+def test_the_cursor_never_passes_the_moment_reading_began() -> None:
+    changes = ChangeFilter(cursor=T, lag=0, read_from=T + 10 * SECOND)
+    changes.select(*page(("late", T + 3600 * SECOND, "completed")))
+    assert changes.cursor_after() == T + 10 * SECOND
+    state: dict[str, object] = {}
+    changes.save(state)
+    # The run beyond the cap is remembered, so the next sync does not load it again.
+    again = ChangeFilter.from_state(state, 0, {}, load_all=False)
+    assert again.select(*page(("late", T + 3600 * SECOND, "completed"))) == [False]

@@ -141,3 +141,44 @@ def test_client_pacing_keeps_a_narrowing_sync_under_the_apis_budget(tmp_path: ob
         assert report.status == "ok"
         assert report.rate_limited == 0
         assert report.api_requests > 2
+
+
+def test_wrong_base_url_exits_5_naming_the_request(harness: Harness) -> None:
+    result = run_cli(
+        harness, "run", SOURCES__SIXTYFOUR__BASE_URL=harness.server.base_url + "/v1"
+    )
+    assert result.returncode == 5, result.stderr
+    assert "404" in result.stderr and "/workflows/runs" in result.stderr
+    assert result.stderr.count("\n") == 1
+
+
+def test_retry_after_longer_than_the_longest_wait_is_cut_short(harness: Harness) -> None:
+    import time
+
+    harness.server.faults.add(Fault.rate_limit_exhausted(retry_after=30, times=1))
+    started = time.monotonic()
+    report = harness.sync(details=False, max_retry_wait_seconds=0.2)
+    assert report.status == "ok" and report.rate_limited == 1
+    assert time.monotonic() - started < 15  # not the 30 s the API asked for
+
+
+def test_a_setting_with_a_bad_value_exits_2_naming_it(harness: Harness) -> None:
+    result = run_cli(harness, "run", SOURCES__SIXTYFOUR__LAG_SECONDS="soon")
+    assert result.returncode == 2, result.stderr
+    assert "lag_seconds" in result.stderr and result.stderr.count("\n") == 1
+    assert harness.server.request_count == 0
+
+
+def test_a_workflow_the_key_may_not_see_is_a_gap_not_a_failure(harness: Harness) -> None:
+    assert run_cli(harness, "run", "--no-details").returncode == 0
+    hidden = harness.world.workflows()[0]["id"]
+    harness.world.advance(3600, new_runs=700)  # the next sync narrows by workflow
+    harness.server.faults.add(Fault(status=403, query={"workflow_id": hidden}, times=10))
+    result = run_cli(harness, "run", "--no-details")
+    assert result.returncode == 3, result.stderr
+    assert hidden in result.stderr and "may not see" in result.stderr
+    (loaded,) = harness.rows(
+        f"select count(*) from sixtyfour.workflow_runs where workflow_id != '{hidden}'"
+    )[0]
+    expected = sum(1 for r in harness.world.runs() if r["workflow_id"] != hidden)
+    assert loaded == expected

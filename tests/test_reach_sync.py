@@ -257,3 +257,17 @@ def test_backfill_under_cron_logs_plain_progress_lines(harness: Harness) -> None
     assert result.returncode == 0, result.stderr
     assert re.search(r"backfill: \d+/\d+ partitions, \d+ runs, \d+ requests", result.stderr)
     assert "backfill ok:" in result.stdout
+
+
+def test_finished_runs_the_api_no_longer_details_leave_the_backlog(harness: Harness) -> None:
+    from pipelines.emulator import Fault
+
+    harness.sync(details=False)
+    harness.server.faults.add(Fault(status=404, path="/workflows/runs/", times=3))
+    first = harness.sync(max_detail_requests=3)
+    assert first.detail_requests == 3 and not first.unknown_runs
+    second = harness.sync(max_detail_requests=3)
+    # The three without detail were recorded as read: the backlog moved on.
+    (details,) = harness.rows("select count(*) from sixtyfour.workflow_run_details")[0]
+    assert details == 6
+    assert second.details_pending == first.details_pending - 3

@@ -45,6 +45,11 @@ class ChangeFilter:
             the window loads nothing that is already there.
         tracked: runs stored as in flight; loaded whenever their status or time differs.
         load_all: load every run read (a backfill merges all it reads).
+        read_from: when the sync began reading (microseconds, this machine's clock). The
+            cursor never passes it: a sync that narrows reads its partitions minutes apart,
+            and a run that changed after one partition was read must stay ahead of the
+            next sync's watermark. One run with a timestamp in the future cannot push the
+            cursor past what later syncs must read either.
     """
 
     cursor: int | None
@@ -52,6 +57,7 @@ class ChangeFilter:
     recent: dict[str, int] = field(default_factory=dict)
     tracked: Mapping[str, TrackedRun] = field(default_factory=dict)
     load_all: bool = False
+    read_from: int | None = None
     seen: dict[str, int] = field(default_factory=dict)
     loaded: int = 0
     _max_loaded: int | None = None
@@ -107,7 +113,10 @@ class ChangeFilter:
         """The cursor once this sync's runs are loaded; a backfill never moves it back."""
         if self._max_loaded is None:
             return self.cursor
-        return self._max_loaded if self.cursor is None else max(self.cursor, self._max_loaded)
+        newest = self._max_loaded
+        if self.read_from is not None:
+            newest = min(newest, self.read_from)
+        return newest if self.cursor is None else max(self.cursor, newest)
 
     def save(self, state: MutableMapping[str, Any]) -> None:
         """Write the cursor and the lag window's runs to the resource state."""
@@ -125,6 +134,7 @@ class ChangeFilter:
         lag_seconds: float,
         tracked: Mapping[str, TrackedRun],
         load_all: bool,
+        read_from: int | None = None,
     ) -> ChangeFilter:
         cursor_text = state.get("cursor")
         cursor = to_micros(datetime.fromisoformat(cursor_text)) if cursor_text else None
@@ -134,4 +144,5 @@ class ChangeFilter:
             recent=dict(state.get("recent") or {}),
             tracked=tracked,
             load_all=load_all,
+            read_from=read_from,
         )

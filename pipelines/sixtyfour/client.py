@@ -128,15 +128,15 @@ class SixtyfourClient:
 
     def list_runs(
         self, *, status: str | None = None, workflow_id: str | None = None
-    ) -> tuple[list[dict[str, Any]], bytes]:
-        """Newest runs of one filter (at most PAGE_LIMIT), as parsed objects and raw bytes."""
+    ) -> list[dict[str, Any]]:
+        """Newest runs of one filter (at most PAGE_LIMIT), newest queued first."""
         params: dict[str, str | int] = {"limit": settings.PAGE_LIMIT}
         if status:
             params["status"] = status
         if workflow_id:
             params["workflow_id"] = workflow_id
         body = self._get(settings.RUNS_PATH, params)
-        return _parse_list(body, _describe(settings.RUNS_PATH, params)), body
+        return _parse_list(body, _describe(settings.RUNS_PATH, params))
 
     def list_workflows(self) -> list[dict[str, Any]]:
         """Every workflow of the organization (the endpoint has no pagination)."""
@@ -184,8 +184,9 @@ class SixtyfourClient:
 
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
         if retry_after is not None:
-            self._pacer.hold_off(retry_after)
-            return min(retry_after, self._max_retry_wait)
+            wait = min(retry_after, self._max_retry_wait)
+            self._pacer.hold_off(wait)
+            return wait
         # Full jitter keeps concurrent workers from retrying in lockstep.
         ceiling = min(self._max_retry_wait, 0.5 * 2 ** (attempt - 1))
         return random.uniform(ceiling / 2, ceiling)
@@ -208,6 +209,10 @@ class NotFoundError(ApiResponseError):
     """404 from the API: an unknown run or workflow."""
 
 
+class ForbiddenError(AuthError):
+    """403 on one workflow: the key may not see it (the rest of the sync can go on)."""
+
+
 class RequestRejectedError(ApiResponseError):
     """400/422 from the API: it refused the request's parameters."""
 
@@ -216,6 +221,8 @@ def _check_status(response: httpx.Response, path: str, params: dict[str, str | i
     """Raise for answers no retry can fix; return a description of retryable ones."""
     code = response.status_code
     where = f"GET {_describe(path, params)}"
+    if code == 403 and "workflow_id" in params:
+        raise ForbiddenError(f"{where} answered 403: {_api_message(response)}")
     if code in (401, 403):
         raise AuthError(
             f"the API key was rejected ({code} {_api_message(response)}): set a valid key in "

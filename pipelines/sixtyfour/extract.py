@@ -12,7 +12,7 @@ from typing import Any
 import pyarrow as pa
 
 from pipelines.sixtyfour import settings, shaping
-from pipelines.sixtyfour.changes import ChangeFilter, TrackedRun, from_micros
+from pipelines.sixtyfour.changes import ChangeFilter, TrackedRun, from_micros, to_micros
 from pipelines.sixtyfour.client import SixtyfourClient
 from pipelines.sixtyfour.ledger import LEDGER_TABLE, SyncReport, utc_now
 from pipelines.sixtyfour.reader import ChangeReader, ProgressCallback, RunsPage
@@ -52,14 +52,38 @@ def extract_tables(
     detail_backlog: Sequence[str],
     report: SyncReport,
     on_progress: ProgressCallback | None = None,
-) -> Iterator[tuple[str, pa.Table]]:
+) -> TableStream:
     """Yield (table name, Arrow table) pairs for everything one sync loads, ledger row last.
 
-    The cursor and the rest of the resource state are updated only once every page was read,
-    so an extraction that fails midway leaves them as they were.
+    The resource state (the cursor above all) is changed while reading, but dlt commits it
+    only with a load that succeeds: an extraction that fails midway leaves it as it was.
     """
+    try:
+        yield from _extract(
+            client, state, options, tracked_runs, detail_backlog, report, on_progress
+        )
+    finally:
+        # Also when it fails: the failed sync's ledger row counts what was really sent.
+        report.api_requests = client.stats.api_requests
+        report.http_retries = client.stats.http_retries
+        report.rate_limited = client.stats.rate_limited
+    report.finished_at = utc_now()
+    yield LEDGER_TABLE, report.ledger_table()
+
+
+def _extract(
+    client: SixtyfourClient,
+    state: MutableMapping[str, Any],
+    options: SyncOptions,
+    tracked_runs: Sequence[TrackedRun],
+    detail_backlog: Sequence[str],
+    report: SyncReport,
+    on_progress: ProgressCallback | None,
+) -> TableStream:
     tracked = {run.job_id: run for run in tracked_runs}
-    changes = ChangeFilter.from_state(state, options.lag_seconds, tracked, options.backfill)
+    changes = ChangeFilter.from_state(
+        state, options.lag_seconds, tracked, options.backfill, read_from=to_micros(utc_now())
+    )
     report.cursor_before = None if changes.cursor is None else from_micros(changes.cursor)
     watermark = changes.watermark
     reader = ChangeReader(
@@ -71,12 +95,14 @@ def extract_tables(
         concurrency=options.concurrency,
         on_progress=on_progress,
     )
-    batch: list[dict[str, Any]] = []
+    # job_id -> run: a run read twice (it changed between two pages) keeps its newer version
+    # only, so its metrics and blocks are never a mix of both.
+    batch: dict[str, dict[str, Any]] = {}
     for page in reader.pages():
-        batch.extend(_changed_runs(page, changes))
+        batch.update((run["job_id"], run) for run in _changed_runs(page, changes))
         if len(batch) >= settings.RUNS_PER_BATCH:
-            yield from _runs_tables(batch)
-            batch = []
+            yield from _runs_tables(list(batch.values()))
+            batch = {}
     if reader.workflows is not None:
         yield WORKFLOWS_TABLE, shaping.workflows_table(reader.workflows)
         state["known_workflows"] = sorted(
@@ -92,8 +118,8 @@ def extract_tables(
 
     if unseen_runs():
         for page in reader.follow_up_pages(unseen_runs):
-            batch.extend(_changed_runs(page, changes))
-    yield from _runs_tables(batch)
+            batch.update((run["job_id"], run) for run in _changed_runs(page, changes))
+    yield from _runs_tables(list(batch.values()))
     unseen = list(unseen_runs())
     backlog = [j for j in detail_backlog if j not in tracked] if options.details else []
     backlog = backlog[: max(0, options.max_detail_requests)]
@@ -108,11 +134,7 @@ def extract_tables(
     changes.save(state)
     if reader.failed_filter_supported is not None:
         state["failed_filter_supported"] = reader.failed_filter_supported
-    report.api_requests = client.stats.api_requests
-    report.http_retries = client.stats.http_retries
-    report.rate_limited = client.stats.rate_limited
-    report.finished_at = utc_now()
-    yield LEDGER_TABLE, report.ledger_table()
+
 
 
 def _changed_runs(page: RunsPage, changes: ChangeFilter) -> list[dict[str, Any]]:
@@ -162,11 +184,14 @@ def _follow_up(
     ended: list[dict[str, Any]] = []
     detailed: list[tuple[str, dict[str, Any]]] = []
     for job_id, live in answers:
-        if live is None:
-            report.unknown_runs.append(job_id)
-            log.warning("run %s: the API no longer knows it (live_status 404); left as is", job_id)
-            continue
         run = tracked.get(job_id)
+        if live is None:
+            if run is not None:
+                report.unknown_runs.append(job_id)
+            else:
+                # No detail to be had: recorded as read, so it leaves the backlog for good.
+                detailed.append((job_id, {}))
+            continue
         if run is not None:
             if _run_status(live) in settings.IN_FLIGHT_STATUSES:
                 continue  # still in flight: it was only missing from a full active page
@@ -183,8 +208,9 @@ def _follow_up(
         report.runs_resolved_by_id = len(ended)
         yield RUNS_TABLE, table
     if detailed:
-        blocks = [(j, "live_status", live.get("blocks") or []) for j, live in detailed]
-        yield BLOCKS_TABLE, shaping.blocks_table(blocks)
+        blocks = [(j, "live_status", live["blocks"]) for j, live in detailed if live.get("blocks")]
+        if blocks:
+            yield BLOCKS_TABLE, shaping.blocks_table(blocks)
         yield DETAILS_TABLE, shaping.details_table(detailed, utc_now())
 
 

@@ -13,7 +13,12 @@ from typing import Any
 import pyarrow.compute as pc
 
 from pipelines.sixtyfour import reach, settings
-from pipelines.sixtyfour.client import NotFoundError, RequestRejectedError, SixtyfourClient
+from pipelines.sixtyfour.client import (
+    ForbiddenError,
+    NotFoundError,
+    RequestRejectedError,
+    SixtyfourClient,
+)
 from pipelines.sixtyfour.reach import Gap, PageReach, RunFilter
 from pipelines.sixtyfour.timestamps import BadTimestamp, parse_instant, to_utc_array
 
@@ -152,14 +157,23 @@ class ChangeReader:
 
     def _read(self, run_filter: RunFilter) -> list[dict[str, Any]] | None:
         try:
-            runs, _ = self.client.list_runs(
+            return self.client.list_runs(
                 status=run_filter.status, workflow_id=run_filter.workflow_id
             )
         except NotFoundError:
+            if not run_filter.workflow_id:
+                raise  # the list endpoint itself is missing: a wrong base_url
             # The workflow was deleted between listing and reading: nothing left to reach.
-            log.warning("%s: the API no longer knows this workflow; skipped", run_filter.describe())
+            log.info("%s: the API no longer knows this workflow; skipped", run_filter.describe())
             return None
-        return runs
+        except ForbiddenError:
+            if not run_filter.workflow_id:
+                raise
+            # The key may not see this workflow: its runs are out of reach, and that is a gap.
+            self.gaps.append(
+                Gap(run_filter, self.watermark, None, "the API key may not see this workflow")
+            )
+            return None
 
     def _narrow(self, page: RunsPage) -> list[RunFilter]:
         """The narrower filters a page needs, recording gaps where none is left."""
