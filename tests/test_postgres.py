@@ -7,14 +7,12 @@ tests are skipped; set SIXTYFOUR_TEST_POSTGRES_URL to use another one.
 
 from __future__ import annotations
 
-import json
-import math
 import os
 import uuid
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -26,7 +24,7 @@ from pipelines.runner import SyncRequest, run_sync
 from pipelines.sixtyfour.ledger import SyncReport
 from pipelines.views import view_names
 from tests.conftest import Harness, run_cli
-from tests.test_sync_core import RUN_COLUMNS, flatten_metrics
+from tests.test_sync_core import assert_rows_match_api, flatten_metrics
 
 # dlt wants a password in the URL even when the server trusts local connections.
 POSTGRES_URL = os.environ.get(
@@ -111,36 +109,13 @@ def postgres(harness: Harness, monkeypatch: pytest.MonkeyPatch) -> Iterator[Post
 
 def assert_postgres_matches_api(postgres: PostgresWarehouse) -> None:
     """workflow_runs and its metrics hold exactly what the emulated API serves, once each."""
-    world = postgres.harness.world
-    expected = {run["job_id"]: run for run in world.runs()}
-    stored = postgres.dicts("select * from {dataset}.workflow_runs")
-    assert len(stored) == len({row["job_id"] for row in stored}), "duplicate job_id"
-    by_job = {row["job_id"]: row for row in stored}
-    assert by_job.keys() == expected.keys()
-    for job_id, run in expected.items():
-        for column in RUN_COLUMNS:
-            want, got = run[column], by_job[job_id][column]
-            if isinstance(want, datetime):
-                # psycopg2 answers in the session's zone (not UTC): equal as instants.
-                assert got is not None and got.utcoffset() is not None, (job_id, column)
-            assert got == want, (job_id, column, got, want)
-
-    metric_rows = postgres.rows(
-        "select job_id, metric, value, value_text from {dataset}.workflow_runs__metrics"
+    assert_rows_match_api(
+        postgres.harness.world.runs(),
+        postgres.dicts("select * from {dataset}.workflow_runs"),
+        postgres.rows(
+            "select job_id, metric, value, value_text from {dataset}.workflow_runs__metrics"
+        ),
     )
-    assert len(metric_rows) == len({(job_id, metric) for job_id, metric, *_ in metric_rows})
-    by_run: dict[str, dict[str, Any]] = {}
-    for job_id, metric, value, value_text in metric_rows:
-        by_run.setdefault(job_id, {})[metric] = value if value_text is None else value_text
-    for job_id, run in expected.items():
-        flat = flatten_metrics(run["metrics"])
-        got = by_run.get(job_id, {})
-        assert got.keys() == flat.keys(), job_id
-        for metric, value in flat.items():
-            if isinstance(value, (int, float)) and not isinstance(value, bool):
-                assert math.isclose(got[metric], value), (job_id, metric)
-            else:
-                assert json.loads(got[metric]) == value, (job_id, metric)
 
 
 def test_first_sync_loads_exactly_the_api_runs(postgres: PostgresWarehouse) -> None:

@@ -32,7 +32,8 @@ def test_idle_workflows_cost_no_request() -> None:
         {"id": "unknown-activity"},
         {"id": "never-ran", "last_run_date": None, "created_at": "2026-01-01T00:00:00Z"},
     ]
-    assert workflows_to_read(workflows, T0) == ["busy", "unknown-activity"]
+    # Without a last run date nothing proves a workflow idle: it is read.
+    assert workflows_to_read(workflows, T0) == ["busy", "unknown-activity", "never-ran"]
     assert workflows_to_read(workflows, None) == ["busy", "idle", "unknown-activity", "never-ran"]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import subprocess
 import sys
@@ -32,21 +33,25 @@ def flatten_metrics(metrics: Any, prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def assert_warehouse_matches_api(harness: Harness) -> None:
-    expected = {run["job_id"]: run for run in harness.world.runs()}
-    stored = {row["job_id"]: row for row in harness.dicts("select * from sixtyfour.workflow_runs")}
+def assert_rows_match_api(
+    world_runs: list[dict[str, Any]],
+    stored_runs: list[dict[str, Any]],
+    metric_rows: list[tuple[Any, ...]],
+) -> None:
+    """Stored runs and (job_id, metric, value, value_text) rows are exactly the API's, once."""
+    expected = {run["job_id"]: run for run in world_runs}
+    assert len(stored_runs) == len({row["job_id"] for row in stored_runs}), "duplicate job_id"
+    stored = {row["job_id"]: row for row in stored_runs}
     assert stored.keys() == expected.keys()
     for job_id, run in expected.items():
         row = stored[job_id]
         for column in RUN_COLUMNS:
             want, got = run[column], row[column]
             if isinstance(want, datetime):
-                assert got == want, (job_id, column)  # both aware: compared as instants
-            else:
-                assert got == want, (job_id, column, got, want)
-    metric_rows = harness.rows(
-        "select job_id, metric, value, value_text from sixtyfour.workflow_runs__metrics"
-    )
+                # Aware on both sides (whatever the session's zone): compared as instants.
+                assert got is not None and got.utcoffset() is not None, (job_id, column)
+            assert got == want, (job_id, column, got, want)
+    assert len(metric_rows) == len({(job_id, metric) for job_id, metric, *_ in metric_rows})
     by_run: dict[str, dict[str, Any]] = {}
     for job_id, metric, value, value_text in metric_rows:
         by_run.setdefault(job_id, {})[metric] = value if value_text is None else value_text
@@ -58,9 +63,17 @@ def assert_warehouse_matches_api(harness: Harness) -> None:
             if isinstance(value, (int, float)) and not isinstance(value, bool):
                 assert math.isclose(got[metric], value), (job_id, metric)
             else:
-                import json
-
                 assert json.loads(got[metric]) == value, (job_id, metric)
+
+
+def assert_warehouse_matches_api(harness: Harness) -> None:
+    assert_rows_match_api(
+        harness.world.runs(),
+        harness.dicts("select * from sixtyfour.workflow_runs"),
+        harness.rows(
+            "select job_id, metric, value, value_text from sixtyfour.workflow_runs__metrics"
+        ),
+    )
 
 
 def test_first_sync_loads_exactly_the_api_runs(harness: Harness) -> None:

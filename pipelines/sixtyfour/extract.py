@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, MutableMapping, Sequence
+from collections.abc import MutableMapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -15,12 +15,11 @@ from pipelines.sixtyfour import settings, shaping
 from pipelines.sixtyfour.changes import ChangeFilter, TrackedRun, from_micros, to_micros
 from pipelines.sixtyfour.client import SixtyfourClient
 from pipelines.sixtyfour.ledger import LEDGER_TABLE, SyncReport, utc_now
+from pipelines.sixtyfour.prefetch import TableStream
 from pipelines.sixtyfour.reader import ChangeReader, ProgressCallback, RunsPage
 from pipelines.sixtyfour.timestamps import BadTimestamp, parse_instant
 
 log = logging.getLogger("sixtyfour_sync.extract")
-
-TableStream = Iterator[tuple[str, pa.Table]]
 
 RUNS_TABLE = "workflow_runs"
 METRICS_TABLE = "workflow_runs__metrics"
@@ -174,7 +173,7 @@ def _follow_up(
     changes: ChangeFilter,
     report: SyncReport,
     concurrency: int,
-) -> Iterator[tuple[str, pa.Table]]:
+) -> TableStream:
     if not unseen and not backlog:
         return
     job_ids = unseen + backlog

@@ -93,15 +93,8 @@ def workflows_to_read(
 
 
 def _idle_since(workflow: Mapping[str, Any], watermark: datetime) -> bool:
-    last_run = workflow.get("last_run_date")
-    if last_run is None:
-        # Never ran, or the API did not say: a workflow created before the watermark without
-        # any run date is idle; otherwise read it to be safe.
-        created = _instant(workflow.get("created_at"))
-        return last_run is None and "last_run_date" in workflow and created is not None and (
-            created < watermark
-        )
-    last = _instant(last_run)
+    # Without a readable last_run_date nothing proves the workflow idle: it is read.
+    last = _instant(workflow.get("last_run_date"))
     return last is not None and last < watermark
 
 
