@@ -54,8 +54,10 @@ def print_report(report: SyncReport) -> None:
     if report.runs_resolved_by_id:
         print(f"{report.runs_resolved_by_id} runs that ended out of the lists' reach read by id")
     for job_id in report.unknown_runs:
-        print(f"warning: run {job_id} is in flight in the warehouse but unknown to the API",
-              file=sys.stderr)
+        print(
+            f"warning: run {job_id} is in flight in the warehouse but unknown to the API",
+            file=sys.stderr,
+        )
     for gap in report.gaps:
         print(f"warning: gap: {gap.describe()}", file=sys.stderr)
     if report.gaps:

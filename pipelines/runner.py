@@ -238,8 +238,7 @@ def _configured(name: str, default: Any) -> Any:
         return type(default)(value)
     except (TypeError, ValueError):
         raise ConfigError(
-            f"setting 'sources.sixtyfour.{name}' must be a {type(default).__name__}, "
-            f"got {value!r}"
+            f"setting 'sources.sixtyfour.{name}' must be a {type(default).__name__}, got {value!r}"
         ) from None
 
 
@@ -406,5 +405,3 @@ def publish_snapshot(database: Path, snapshot: Path) -> None:
     partial = snapshot.with_name(snapshot.name + ".partial")
     shutil.copyfile(database, partial)
     partial.replace(snapshot)
-
-

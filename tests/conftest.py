@@ -53,8 +53,9 @@ class Harness:
 
     def sync(self, **overrides: Any) -> SyncReport:
         """One sync as the CLI runs it (lock, read-back, load, views, ledger)."""
-        request_fields = {k: overrides.pop(k) for k in ("backfill", "full_refresh", "details")
-                          if k in overrides}
+        request_fields = {
+            k: overrides.pop(k) for k in ("backfill", "full_refresh", "details") if k in overrides
+        }
         request = SyncRequest(source_args=self.source_args(**overrides), **request_fields)
         return run_sync(self.target, request)
 

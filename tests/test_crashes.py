@@ -156,8 +156,6 @@ def test_snapshot_file_is_published_for_bi_tools(harness: Harness) -> None:
         (runs,) = bi.sql("select count(*) from sixtyfour.workflow_runs").fetchone() or (0,)
         # A BI tool holding the snapshot does not block the next sync.
         harness.world.advance(600, new_runs=5)
-        again = run_cli(
-            harness, "run", "--no-details", SIXTYFOUR_SYNC__SNAPSHOT_PATH=str(snapshot)
-        )
+        again = run_cli(harness, "run", "--no-details", SIXTYFOUR_SYNC__SNAPSHOT_PATH=str(snapshot))
         assert again.returncode == 0, again.stderr
     assert runs == len(harness.world.runs()) - 5

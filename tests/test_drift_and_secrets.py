@@ -27,12 +27,15 @@ def test_a_new_field_that_changes_type_between_syncs_does_not_fail(harness: Harn
     harness.world.set_extra_field("retries", 3, job_ids=[first], touch=True)
     assert harness.sync(details=False).status == "ok"
     harness.world.advance(60)
-    harness.world.set_extra_field("retries", {"count": 3, "last": "timeout"}, job_ids=[second],
-                                  touch=True)
+    harness.world.set_extra_field(
+        "retries", {"count": 3, "last": "timeout"}, job_ids=[second], touch=True
+    )
     assert harness.sync(details=False).status == "ok"
-    values = dict(harness.rows(
-        "select job_id, retries from sixtyfour.workflow_runs where retries is not null"
-    ))
+    values = dict(
+        harness.rows(
+            "select job_id, retries from sixtyfour.workflow_runs where retries is not null"
+        )
+    )
     assert values == {first: "3", second: '{"count":3,"last":"timeout"}'}
 
 
@@ -54,9 +57,7 @@ MARKER = "sk-marker-5f1e2d3c4b5a"
 
 
 def files_containing(root: Path, needle: bytes) -> list[Path]:
-    return [
-        path for path in root.rglob("*") if path.is_file() and needle in path.read_bytes()
-    ]
+    return [path for path in root.rglob("*") if path.is_file() and needle in path.read_bytes()]
 
 
 def test_api_key_never_appears_in_output_state_traces_or_warehouse(tmp_path: Path) -> None:
@@ -65,16 +66,27 @@ def test_api_key_never_appears_in_output_state_traces_or_warehouse(tmp_path: Pat
         harness.server = keyed.start()
         try:
             outputs = []
-            for args in (("run", "--verbose"), ("status", "--verbose"),
-                         ("backfill", "--verbose", "--no-details")):
-                result = run_cli(harness, *args, SOURCES__SIXTYFOUR__API_KEY=MARKER,
-                                 DLT_DATA_DIR=str(tmp_path / "dlt"))
+            for args in (
+                ("run", "--verbose"),
+                ("status", "--verbose"),
+                ("backfill", "--verbose", "--no-details"),
+            ):
+                result = run_cli(
+                    harness,
+                    *args,
+                    SOURCES__SIXTYFOUR__API_KEY=MARKER,
+                    DLT_DATA_DIR=str(tmp_path / "dlt"),
+                )
                 assert result.returncode in (0, 3), result.stderr
                 outputs.append(result.stdout + result.stderr)
             # A refused key in verbose mode: the error path must not echo it either.
-            refused = run_cli(harness, "run", "--verbose",
-                              SOURCES__SIXTYFOUR__API_KEY=MARKER + "-old",
-                              DLT_DATA_DIR=str(tmp_path / "dlt"))
+            refused = run_cli(
+                harness,
+                "run",
+                "--verbose",
+                SOURCES__SIXTYFOUR__API_KEY=MARKER + "-old",
+                DLT_DATA_DIR=str(tmp_path / "dlt"),
+            )
             assert refused.returncode == 2
             outputs.append(refused.stdout + refused.stderr)
         finally:

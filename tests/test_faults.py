@@ -144,9 +144,7 @@ def test_client_pacing_keeps_a_narrowing_sync_under_the_apis_budget(tmp_path: ob
 
 
 def test_wrong_base_url_exits_5_naming_the_request(harness: Harness) -> None:
-    result = run_cli(
-        harness, "run", SOURCES__SIXTYFOUR__BASE_URL=harness.server.base_url + "/v1"
-    )
+    result = run_cli(harness, "run", SOURCES__SIXTYFOUR__BASE_URL=harness.server.base_url + "/v1")
     assert result.returncode == 5, result.stderr
     assert "404" in result.stderr and "/workflows/runs" in result.stderr
     assert result.stderr.count("\n") == 1

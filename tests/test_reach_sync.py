@@ -212,7 +212,9 @@ def test_when_the_api_refuses_status_failed_hidden_failed_runs_are_a_gap(
 
     for harness in make_harness(tmp_path):
         strict = EmulatorServer(
-            harness.world, api_key="test-key-7f3c", rate_limit_per_minute=None,
+            harness.world,
+            api_key="test-key-7f3c",
+            rate_limit_per_minute=None,
             extra_status_filters=False,
         ).start()
         try:

@@ -112,9 +112,12 @@ def test_metric_rows_of_a_run_merged_again_are_replaced(harness: Harness) -> Non
     harness.world.set_status(job_id, "completed")
     harness.sync()
     expected = set(flatten_metrics(harness.world.payload(job_id)["metrics"]))
-    stored = {m for (m,) in harness.rows(
-        f"select metric from sixtyfour.workflow_runs__metrics where job_id = '{job_id}'"
-    )}
+    stored = {
+        m
+        for (m,) in harness.rows(
+            f"select metric from sixtyfour.workflow_runs__metrics where job_id = '{job_id}'"
+        )
+    }
     assert stored == expected and stored
 
 

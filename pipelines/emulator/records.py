@@ -93,8 +93,22 @@ class Run:
     """The state of one run (what it serves is built in payloads.py)."""
 
     __slots__ = (
-        "cached", "completed", "created", "extra", "final", "has_blocks", "job_id", "mseed",
-        "order", "plan_end", "plan_start", "queued", "started", "status", "style", "updated",
+        "cached",
+        "completed",
+        "created",
+        "extra",
+        "final",
+        "has_blocks",
+        "job_id",
+        "mseed",
+        "order",
+        "plan_end",
+        "plan_start",
+        "queued",
+        "started",
+        "status",
+        "style",
+        "updated",
         "workflow",
     )
 

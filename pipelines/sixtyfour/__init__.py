@@ -110,8 +110,8 @@ def sixtyfour(
         concurrency=concurrency,
         workflows_refresh_hours=workflows_refresh_hours,
     )
-    sync_report = report if report is not None else SyncReport(
-        mode="backfill" if backfill else "run"
+    sync_report = (
+        report if report is not None else SyncReport(mode="backfill" if backfill else "run")
     )
 
     def make_client() -> SixtyfourClient:

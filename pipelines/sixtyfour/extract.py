@@ -135,7 +135,6 @@ def _extract(
         state["failed_filter_supported"] = reader.failed_filter_supported
 
 
-
 def _changed_runs(page: RunsPage, changes: ChangeFilter) -> list[dict[str, Any]]:
     """The page's new or changed runs, after checking what the sync relies on in each."""
     job_ids, updated, statuses = shaping.page_keys(

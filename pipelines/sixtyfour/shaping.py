@@ -69,9 +69,7 @@ def runs_table(runs: Sequence[dict[str, Any]], where: str) -> pa.Table:
     return _with_keys(pa.table(columns), "job_id")
 
 
-def page_keys(
-    runs: Sequence[dict[str, Any]], where: str
-) -> tuple[list[str], list[int], list[Any]]:
+def page_keys(runs: Sequence[dict[str, Any]], where: str) -> tuple[list[str], list[int], list[Any]]:
     """Check a page's runs and return their job_ids, updated_at (microseconds) and statuses.
 
     Raises:
@@ -349,9 +347,7 @@ def _int_or_null(values: list[Any]) -> pa.Array:
 
 
 def _float_array(values: list[Any]) -> pa.Array:
-    return pa.array(
-        [float(v) if type(v) in (int, float) else None for v in values], pa.float64()
-    )
+    return pa.array([float(v) if type(v) in (int, float) else None for v in values], pa.float64())
 
 
 def _text_array(values: list[Any]) -> pa.Array:
