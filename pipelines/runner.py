@@ -6,7 +6,7 @@ import hashlib
 import logging
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -288,12 +288,6 @@ def _record_failure(pipeline: Pipeline, report: SyncReport) -> None:
             pipeline.abort_packages()
 
 
-def _existing_tables(pipeline: Pipeline) -> set[str]:
-    with pipeline.sql_client() as client:
-        sql = views.existing_tables_sql(client.dataset_name)
-        return {row[0] for row in client.execute_sql(sql) or []}
-
-
 def _apply_views(pipeline: Pipeline, tables_changed: bool) -> None:
     """Create the views whose tables exist, only when the views or the tables changed.
 
@@ -308,11 +302,12 @@ def _apply_views(pipeline: Pipeline, tables_changed: bool) -> None:
     known = marker.read_text().split() if marker.exists() else []
     if not tables_changed and known[:1] == [digest.hexdigest()]:
         return
-    existing = _existing_tables(pipeline)
-    tables = hashlib.sha256(",".join(sorted(existing)).encode()).hexdigest()
-    if known == [digest.hexdigest(), tables]:
-        return
     with pipeline.sql_client() as client:
+        sql = views.existing_tables_sql(client.dataset_name)
+        existing = {row[0] for row in client.execute_sql(sql) or []}
+        tables = hashlib.sha256(",".join(sorted(existing)).encode()).hexdigest()
+        if known == [digest.hexdigest(), tables]:
+            return
         if known[:1] != [digest.hexdigest()]:
             # The view files changed (or were never applied from here): PostgreSQL refuses to
             # replace a view whose columns changed, so the old ones go first.
@@ -345,17 +340,7 @@ def opened(
 
     Gives up after `busy_timeout_seconds` with DestinationBusyError (exit 7).
     """
-    deadline = time.monotonic() + warehouse_settings.busy_timeout_seconds
-    while True:
-        try:
-            client.open_connection()
-            break
-        except Exception as exc:
-            if not _lock_conflict(exc):
-                raise
-            if time.monotonic() >= deadline:
-                raise _busy(warehouse_settings) from None
-            time.sleep(0.5)
+    _while_locked(warehouse_settings, client.open_connection)
     try:
         yield client
     finally:
@@ -372,12 +357,17 @@ def _wait_for_warehouse(warehouse_settings: WarehouseSettings) -> None:
         return
     import duckdb
 
+    _while_locked(warehouse_settings, lambda: duckdb.connect(str(path)).close())
+
+
+def _while_locked(warehouse_settings: WarehouseSettings, attempt: Callable[[], object]) -> None:
+    """Call `attempt` until no other process holds the file, or the busy timeout passes."""
     deadline = time.monotonic() + warehouse_settings.busy_timeout_seconds
     while True:
         try:
-            duckdb.connect(str(path)).close()
+            attempt()
             return
-        except duckdb.IOException as exc:
+        except Exception as exc:
             if not _lock_conflict(exc):
                 raise
             if time.monotonic() >= deadline:
