@@ -71,12 +71,16 @@ def main() -> None:
     os.environ["RUNTIME__DLTHUB_TELEMETRY"] = "false"
     with Emulator(args.workflows, args.runs, args.in_flight_share) as emulator:
         from pipelines.config import WarehouseSettings, use_project_settings
-        from pipelines.runner import make_pipeline
-        from pipelines.sixtyfour import sixtyfour
+        from pipelines.runner import DATA_TABLES, make_pipeline
+        from pipelines.sixtyfour import Extraction, sixtyfour
 
         use_project_settings()
         pipeline = make_pipeline(WarehouseSettings(duckdb_path=work / "warehouse.duckdb"))
+        # As the runner decides for a fresh warehouse: every table is appended to.
+        extraction = Extraction()
+        extraction.append_tables = frozenset(DATA_TABLES)
         source = sixtyfour(
+            extraction=extraction,
             api_key=API_KEY,
             base_url=emulator.base_url,
             backfill=True,

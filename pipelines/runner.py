@@ -28,7 +28,7 @@ from pipelines import views, warehouse
 from pipelines.config import WarehouseSettings
 from pipelines.lock import PipelineLock
 from pipelines.output import redact
-from pipelines.sixtyfour import TABLE_HINTS, Extraction, settings, sixtyfour
+from pipelines.sixtyfour import TABLE_HINTS, Extraction, second_load, settings, sixtyfour
 from pipelines.sixtyfour.errors import ConfigError, DestinationBusyError, SyncError
 from pipelines.sixtyfour.ledger import LEDGER_TABLE, SyncReport
 from pipelines.sixtyfour.reader import ProgressCallback
@@ -167,9 +167,18 @@ def _sync(
         report.details_pending = max(0, waiting - report.detail_requests)
     if done:
         return False
+    if refresh is not None:
+        extraction.append_tables = frozenset(DATA_TABLES)  # dropped before the load
+    else:
+        with opened(client, warehouse_settings):
+            extraction.append_tables = warehouse.tables_without_rows(client, DATA_TABLES)
     # The steps one by one, so the wait for a busy warehouse comes right before the load.
     try:
         pipeline.extract(source, refresh=refresh)
+        if extraction.second_load:
+            # Runs that changed while the sync read them: their newer versions replace the
+            # older ones in a load of their own, right after the first.
+            pipeline.extract(second_load(extraction))
         pipeline.normalize()
         _wait_for_warehouse(warehouse_settings)
         pipeline.load()

@@ -80,6 +80,13 @@ def detail_backlog(client: Client, limit: int) -> tuple[list[str], int]:
     return [row["job_id"] for row in rows], int(total[0]["n"]) if total else 0
 
 
+def tables_without_rows(client: Client, tables: Sequence[str]) -> frozenset[str]:
+    """The given tables that are missing or hold no row."""
+    return frozenset(
+        table for table in tables if not query(client, f"select 1 from {{dataset}}.{table} limit 1")
+    )
+
+
 def last_syncs(client: Client, count: int) -> list[dict[str, Any]]:
     """The newest ledger rows."""
     return query(

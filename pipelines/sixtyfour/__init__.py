@@ -20,47 +20,60 @@ from dlt.extract.resource import DltResource
 from pipelines.sixtyfour import settings
 from pipelines.sixtyfour.changes import TrackedRun
 from pipelines.sixtyfour.client import SixtyfourClient
-from pipelines.sixtyfour.extract import SyncOptions, extract_tables
+from pipelines.sixtyfour.extract import METRICS_TABLE, SyncOptions, extract_tables
 from pipelines.sixtyfour.ledger import LEDGER_TABLE, SyncReport
 from pipelines.sixtyfour.prefetch import Extraction, TableStream
 from pipelines.sixtyfour.reader import ProgressCallback
-from pipelines.sixtyfour.shaping import METRICS_MARKER
+from pipelines.sixtyfour.shaping import METRICS_MARKER, without_markers
 
-__all__ = ["Extraction", "SyncReport", "TrackedRun", "sixtyfour"]
+__all__ = ["Extraction", "SyncReport", "TrackedRun", "second_load", "sixtyfour"]
 
-_MERGE: Any = {"disposition": "merge", "strategy": "delete-insert"}
+# The extraction stages each key once per load (one version per run, see extract.py), so
+# dlt need not deduplicate the staged rows: that costs a window over all of them.
+_MERGE: Any = {"disposition": "merge", "strategy": "delete-insert", "deduplicated": True}
 
-# Hints per table (the one resource writes all of them). Child tables are replaced per
-# run: the merge key job_id deletes a run's old rows before the new ones land.
-TABLE_HINTS = {
-    "workflow_runs": dlt.mark.make_hints(
-        table_name="workflow_runs",
-        primary_key="job_id",
-        write_disposition=_MERGE,
-        # The newest version wins when one sync read a run twice.
-        columns=[{"name": "updated_at", "dedup_sort": "desc"}],
-    ),
-    "workflows": dlt.mark.make_hints(
-        table_name="workflows", primary_key="id", write_disposition=_MERGE
-    ),
-    "workflow_runs__metrics": dlt.mark.make_hints(
-        table_name="workflow_runs__metrics",
-        primary_key=["job_id", "metric"],
-        merge_key="job_id",
-        write_disposition=_MERGE,
-        columns=[{"name": METRICS_MARKER, "data_type": "bool", "hard_delete": True}],
-    ),
-    "workflow_runs__blocks": dlt.mark.make_hints(
-        table_name="workflow_runs__blocks",
-        primary_key=["job_id", "block_index"],
-        merge_key="job_id",
-        write_disposition=_MERGE,
-    ),
-    "workflow_run_details": dlt.mark.make_hints(
-        table_name="workflow_run_details", primary_key="job_id", write_disposition=_MERGE
-    ),
-    LEDGER_TABLE: dlt.mark.make_hints(table_name=LEDGER_TABLE, write_disposition="append"),
-}
+
+def _table_hints(append: bool) -> dict[str, Any]:
+    """Hints per table (the one resource writes all of them).
+
+    Child tables are replaced per run: the merge key job_id deletes a run's old rows before
+    the new ones land. A table the warehouse holds no row of is appended to instead: there
+    is nothing to replace, and a merge would stage and copy every row once more.
+    """
+    disposition: Any = "append" if append else _MERGE
+    # The marker that deletes a run's old metric rows means something to a merge only.
+    marker: list[Any] = [{"name": METRICS_MARKER, "data_type": "bool", "hard_delete": True}]
+    if append:
+        marker = []
+    return {
+        "workflow_runs": dlt.mark.make_hints(
+            table_name="workflow_runs", primary_key="job_id", write_disposition=disposition
+        ),
+        "workflows": dlt.mark.make_hints(
+            table_name="workflows", primary_key="id", write_disposition=disposition
+        ),
+        "workflow_runs__metrics": dlt.mark.make_hints(
+            table_name="workflow_runs__metrics",
+            primary_key=["job_id", "metric"],
+            merge_key="job_id",
+            write_disposition=disposition,
+            columns=marker,
+        ),
+        "workflow_runs__blocks": dlt.mark.make_hints(
+            table_name="workflow_runs__blocks",
+            primary_key=["job_id", "block_index"],
+            merge_key="job_id",
+            write_disposition=disposition,
+        ),
+        "workflow_run_details": dlt.mark.make_hints(
+            table_name="workflow_run_details", primary_key="job_id", write_disposition=disposition
+        ),
+        LEDGER_TABLE: dlt.mark.make_hints(table_name=LEDGER_TABLE, write_disposition="append"),
+    }
+
+
+TABLE_HINTS = _table_hints(append=False)
+APPEND_HINTS = _table_hints(append=True)
 
 
 @dlt.source(name="sixtyfour", max_table_nesting=0)
@@ -125,17 +138,40 @@ def sixtyfour(
             concurrency=concurrency,
         )
 
+    run_extraction = extraction if extraction is not None else Extraction()
+
     def stream(client: SixtyfourClient, state: MutableMapping[str, Any]) -> TableStream:
         return extract_tables(
-            client, state, options, tracked_runs, detail_backlog, sync_report, on_progress
+            client,
+            state,
+            options,
+            tracked_runs,
+            detail_backlog,
+            sync_report,
+            on_progress,
+            second_load=run_extraction.second_load,
         )
 
-    run_extraction = extraction if extraction is not None else Extraction()
     run_extraction.bind(make_client, stream)
 
     @dlt.resource(name="workflow_runs", write_disposition=_MERGE)
     def workflow_runs() -> Iterator[Any]:
         for table_name, table in run_extraction.tables(dlt.current.resource_state()):
-            yield dlt.mark.with_hints(table, TABLE_HINTS[table_name], create_table_variant=True)
+            hints = TABLE_HINTS
+            if table_name in run_extraction.append_tables:
+                hints = APPEND_HINTS
+                table = without_markers(table) if table_name == METRICS_TABLE else table
+            yield dlt.mark.with_hints(table, hints[table_name], create_table_variant=True)
 
     return workflow_runs
+
+
+def second_load(extraction: Extraction) -> DltResource:
+    """The runs an extraction set aside for a load after its own (see `extract_tables`)."""
+
+    @dlt.resource(name="later_versions", write_disposition=_MERGE)
+    def later_versions() -> Iterator[Any]:
+        for table_name, table in extraction.second_load:
+            yield dlt.mark.with_hints(table, TABLE_HINTS[table_name], create_table_variant=True)
+
+    return later_versions

@@ -51,15 +51,28 @@ def extract_tables(
     detail_backlog: Sequence[str],
     report: SyncReport,
     on_progress: ProgressCallback | None = None,
+    second_load: list[tuple[str, pa.Table]] | None = None,
 ) -> TableStream:
     """Yield (table name, Arrow table) pairs for everything one sync loads, ledger row last.
 
     The resource state (the cursor above all) is changed while reading, but dlt commits it
     only with a load that succeeds: an extraction that fails midway leaves it as it was.
+
+    Each load stages at most one version of a run (dlt is told so and skips deduplicating).
+    A run that changed after an older version of it was already yielded, which only a sync
+    that narrows can meet, goes to `second_load`: the caller loads those tables after this
+    load.
     """
     try:
         yield from _extract(
-            client, state, options, tracked_runs, detail_backlog, report, on_progress
+            client,
+            state,
+            options,
+            tracked_runs,
+            detail_backlog,
+            report,
+            on_progress,
+            second_load if second_load is not None else [],
         )
     finally:
         # Also when it fails: the failed sync's ledger row counts what was really sent.
@@ -78,6 +91,7 @@ def _extract(
     detail_backlog: Sequence[str],
     report: SyncReport,
     on_progress: ProgressCallback | None,
+    second_load: list[tuple[str, pa.Table]],
 ) -> TableStream:
     tracked = {run.job_id: run for run in tracked_runs}
     changes = ChangeFilter.from_state(
@@ -97,10 +111,13 @@ def _extract(
     # job_id -> run: a run read twice (it changed between two pages) keeps its newer version
     # only, so its metrics and blocks are never a mix of both.
     batch: dict[str, dict[str, Any]] = {}
+    yielded: set[str] = set()  # job_ids of the batches already yielded
+    later: dict[str, dict[str, Any]] = {}
     for page in reader.pages():
-        batch.update((run["job_id"], run) for run in _changed_runs(page, changes))
+        _collect(_changed_runs(page, changes), batch, yielded, later)
         if len(batch) >= settings.RUNS_PER_BATCH:
             yield from _runs_tables(list(batch.values()))
+            yielded.update(batch)
             batch = {}
     if reader.workflows is not None:
         yield WORKFLOWS_TABLE, shaping.workflows_table(reader.workflows)
@@ -117,10 +134,18 @@ def _extract(
 
     if unseen_runs():
         for page in reader.follow_up_pages(unseen_runs):
-            batch.update((run["job_id"], run) for run in _changed_runs(page, changes))
+            _collect(_changed_runs(page, changes), batch, yielded, later)
     yield from _runs_tables(list(batch.values()))
+    yielded.update(batch)
+    second_load.extend(_runs_tables(list(later.values())))
     unseen = list(unseen_runs())
-    backlog = [j for j in detail_backlog if j not in tracked] if options.details else []
+    # A run loaded by this sync may carry list blocks: its detail waits for the next sync,
+    # so no load stages two sets of blocks for one run.
+    backlog = (
+        [j for j in detail_backlog if j not in tracked and j not in yielded and j not in later]
+        if options.details
+        else []
+    )
     backlog = backlog[: max(0, options.max_detail_requests)]
     yield from _follow_up(client, unseen, backlog, tracked, changes, report, options.concurrency)
 
@@ -143,6 +168,21 @@ def _changed_runs(page: RunsPage, changes: ChangeFilter) -> list[dict[str, Any]]
     in_flight_page = page.filter.status in ("active", "running")
     mask = changes.select(job_ids, updated, statuses, in_flight_page=in_flight_page)
     return [run for run, keep in zip(page.runs, mask, strict=True) if keep]
+
+
+def _collect(
+    runs: list[dict[str, Any]],
+    batch: dict[str, dict[str, Any]],
+    yielded: set[str],
+    later: dict[str, dict[str, Any]],
+) -> None:
+    """Add changed runs to the batch, or to `later` when a batch already yielded the run."""
+    for run in runs:
+        job_id = run["job_id"]
+        if job_id in yielded:
+            later[job_id] = run  # the change filter passes only newer versions
+        else:
+            batch[job_id] = run
 
 
 def _runs_tables(runs: list[dict[str, Any]]) -> TableStream:

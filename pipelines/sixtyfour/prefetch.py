@@ -35,6 +35,10 @@ class Extraction:
         self._state: dict[str, Any] | None = None
         self._read_ahead: list[tuple[str, pa.Table]] = []
         self.ledger: pa.Table | None = None
+        # Tables the warehouse holds no row of (the runner finds out): appended, not merged.
+        self.append_tables: frozenset[str] = frozenset()
+        # Newer versions of runs this extraction already yielded, loaded after it.
+        self.second_load: list[tuple[str, pa.Table]] = []
 
     def bind(
         self,

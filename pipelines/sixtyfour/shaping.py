@@ -130,6 +130,14 @@ def metrics_table(runs: Iterable[dict[str, Any]]) -> pa.Table:
     return pa.concat_tables([table, marker_table])
 
 
+def without_markers(metrics: pa.Table) -> pa.Table:
+    """The metric rows without the marker rows (which only a merge uses)."""
+    markers = metrics.column(METRICS_MARKER)
+    if markers.null_count == len(markers):
+        return metrics
+    return metrics.filter(pc.is_null(markers))
+
+
 # Column that flags a run's "no metrics any more" marker row (dlt's hard_delete hint).
 METRICS_MARKER = "_no_metrics"
 METRICS_SCHEMA = pa.schema(

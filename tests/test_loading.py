@@ -1,0 +1,177 @@
+"""How rows land: appended into empty tables, merged otherwise, one version of a run per load."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pipelines.emulator import Fault
+from pipelines.sixtyfour import settings
+from tests.conftest import Harness, make_harness
+from tests.test_sync_core import assert_warehouse_matches_api
+
+
+def staging_exists(harness: Harness) -> bool:
+    rows = harness.rows(
+        "select count(*) from information_schema.schemata where schema_name = 'sixtyfour_staging'"
+    )
+    return rows[0][0] > 0
+
+
+def stored_dispositions(harness: Harness) -> dict[str, str]:
+    (schema,) = harness.rows(
+        "select schema from sixtyfour._dlt_version order by inserted_at desc limit 1"
+    )[0]
+    tables = json.loads(schema)["tables"]
+    return {name: table.get("write_disposition") for name, table in tables.items()}
+
+
+def test_first_sync_appends_into_the_empty_warehouse_and_later_ones_merge(
+    harness: Harness,
+) -> None:
+    harness.sync(details=False)
+    # Nothing to replace in an empty warehouse: no staging copy, no merge statements.
+    assert not staging_exists(harness)
+    assert stored_dispositions(harness)["workflow_runs"] == "append"
+    assert_warehouse_matches_api(harness)
+
+    harness.world.advance(600, new_runs=20)
+    harness.sync(details=False)
+    assert staging_exists(harness)
+    dispositions = stored_dispositions(harness)
+    assert dispositions["workflow_runs"] == dispositions["workflow_runs__metrics"] == "merge"
+    assert_warehouse_matches_api(harness)
+    (duplicates,) = harness.rows(
+        "select count(*) - count(distinct job_id) from sixtyfour.workflow_runs"
+    )[0]
+    assert duplicates == 0
+
+
+def test_a_table_that_already_holds_rows_is_merged_not_appended(harness: Harness) -> None:
+    harness.sync(details=False)
+    with_rows = harness.rows("select count(*) from sixtyfour.workflows")[0][0]
+    # The runs go (say a user emptied the table by hand); the workflows stay.
+    import duckdb
+
+    with duckdb.connect(str(harness.duckdb_path)) as db:
+        db.execute("delete from sixtyfour.workflow_runs")
+        db.execute("delete from sixtyfour.workflow_runs__metrics")
+    harness.sync(details=False, backfill=True)
+    assert harness.rows("select count(*) from sixtyfour.workflows")[0][0] == with_rows
+    assert_warehouse_matches_api(harness)
+
+
+@pytest.fixture
+def one_busy_workflow(tmp_path: Path) -> Iterator[Harness]:
+    # 1,200 runs in one workflow: the newest 500 overall do not reach back, so a backfill
+    # reads the workflow's page, then one page per status.
+    yield from make_harness(tmp_path, runs=1200, workflows=1)
+
+
+def changed_run(body: bytes, change: Callable[[dict[str, Any]], None]) -> bytes:
+    """The page with its first completed run (if any) changed as `change` says."""
+    runs = json.loads(body)
+    completed = [r for r in runs if r["status"] == "completed"]
+    if completed:
+        change(completed[0])
+    return json.dumps(runs).encode()
+
+
+def later(run: dict[str, Any]) -> None:
+    """A newer version of the run: five minutes later, other metrics."""
+    updated = datetime.fromisoformat(run["updated_at"]) + timedelta(minutes=5)
+    run["updated_at"] = updated.isoformat()
+    run["metrics"] = {"rows_out": 7, "late_fix": 1}
+
+
+def test_run_that_changes_after_its_older_version_was_staged_loads_only_the_newer(
+    one_busy_workflow: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    harness = one_busy_workflow
+    # Tiny batches: the workflow's page is yielded before its status pages are read.
+    monkeypatch.setattr(settings, "RUNS_PER_BATCH", 10)
+    workflow_id = harness.world.workflows()[0]["id"]
+    newest_completed = next(
+        r for r in json.loads(harness.world.runs_json(limit=500)) if r["status"] == "completed"
+    )
+    job_id = newest_completed["job_id"]
+    # The run changes between the workflow's page and its status=completed page.
+    harness.server.faults.add(
+        Fault(
+            transform=lambda body: changed_run(body, later),
+            query={"workflow_id": workflow_id, "status": "completed"},
+        )
+    )
+    report = harness.sync(details=False, backfill=True)
+    assert report.runs_loaded == report.runs_seen + 1  # that run twice
+
+    (copies, updated_at) = harness.rows(
+        f"select count(*), max(updated_at) from sixtyfour.workflow_runs where job_id = '{job_id}'"
+    )[0]
+    assert copies == 1
+    expected = datetime.fromisoformat(newest_completed["updated_at"]) + timedelta(minutes=5)
+    assert updated_at == expected
+    metrics = harness.rows(
+        "select metric, value from sixtyfour.workflow_runs__metrics "
+        f"where job_id = '{job_id}' order by metric"
+    )
+    assert metrics == [("late_fix", 1.0), ("rows_out", 7.0)]
+    (duplicates,) = harness.rows(
+        "select count(*) from (select job_id, metric from sixtyfour.workflow_runs__metrics "
+        "group by all having count(*) > 1)"
+    )[0]
+    assert duplicates == 0
+
+
+def changed_now_with_blocks(now: datetime) -> Callable[[dict[str, Any]], None]:
+    def change(run: dict[str, Any]) -> None:
+        run["updated_at"] = now.isoformat()
+        run["blocks"] = [{"block_id": "b1", "block_name": "find_email", "status": "completed"}]
+
+    return change
+
+
+def test_run_awaiting_detail_that_arrives_with_list_blocks_is_detailed_by_the_next_sync(
+    harness: Harness,
+) -> None:
+    harness.sync(details=False)
+    newest_completed = next(
+        r for r in json.loads(harness.world.runs_json(limit=500)) if r["status"] == "completed"
+    )
+    job_id = newest_completed["job_id"]
+    # It changes again and its list payload carries blocks, while it waits for its detail.
+    harness.server.faults.add(
+        # The newest page and the active one (which has no completed run) go out together.
+        Fault(
+            transform=lambda body: changed_run(body, changed_now_with_blocks(harness.world.now)),
+            query={"limit": "500"},
+            times=2,
+        )
+    )
+    harness.sync(max_detail_requests=5000)
+    blocks = harness.rows(
+        "select block_index, source from sixtyfour.workflow_runs__blocks "
+        f"where job_id = '{job_id}' order by block_index"
+    )
+    assert blocks == [(0, "list")]  # one set of blocks: its detail waits
+    assert not harness.rows(
+        f"select 1 from sixtyfour.workflow_run_details where job_id = '{job_id}'"
+    )
+    harness.sync(max_detail_requests=5000)
+    sources = {
+        s
+        for (s,) in harness.rows(
+            f"select source from sixtyfour.workflow_runs__blocks where job_id = '{job_id}'"
+        )
+    }
+    assert sources == {"live_status"}
+    (duplicates,) = harness.rows(
+        "select count(*) from (select job_id, block_index from sixtyfour.workflow_runs__blocks "
+        "group by all having count(*) > 1)"
+    )[0]
+    assert duplicates == 0
