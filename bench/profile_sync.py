@@ -4,8 +4,9 @@
 
 Starts the emulator in its own process, then runs the same backfill as `sixtyfour-sync
 backfill --no-details` in this process, one dlt step at a time (extract, normalize, load),
-printing each step's seconds and the peak RSS reached during it. With --cprofile, writes a
-cProfile of the whole sync to OUT (read it with `python -m pstats OUT`).
+printing each step's seconds, its CPU time (all threads) and the peak RSS reached during it.
+With --cprofile, writes a cProfile of the whole sync to OUT (read it with `python -m pstats
+OUT`).
 """
 
 from __future__ import annotations
@@ -96,14 +97,15 @@ def main() -> None:
         with RssSampler() as sampler:
             print(f"before: rss {sampler.phase_peak() / 2**20:.0f} MB")
             for name, step in steps:
-                started = time.perf_counter()
+                started, cpu = time.perf_counter(), time.process_time()
                 if profiler:
                     profiler.enable()
                 step()
                 if profiler:
                     profiler.disable()
-                seconds = time.perf_counter() - started
-                print(f"{name:9}: {seconds:6.2f} s, peak rss {sampler.phase_peak() / 2**20:.0f} MB")
+                seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
+                peak = sampler.phase_peak() / 2**20
+                print(f"{name:9}: {seconds:6.2f} s, cpu {cpu:6.2f} s, peak rss {peak:.0f} MB")
         if profiler and args.cprofile:
             profiler.dump_stats(str(args.cprofile))
             print(f"cProfile written to {args.cprofile}")

@@ -136,8 +136,11 @@ def _sync(
     # The warehouse is opened only to read and write, never while pages are fetched: a
     # DuckDB file stays free for readers most of a sync's time.
     details = request.details and bool(_configured("details", True))
+    # Tables without rows are appended to (all of them when a full refresh drops them).
+    extraction.append_tables = frozenset(DATA_TABLES)
     if not request.full_refresh:
         with opened(client, warehouse_settings):
+            extraction.append_tables = warehouse.tables_without_rows(client, DATA_TABLES)
             tracked = warehouse.tracked_runs(client)
             if details:
                 cap = request.source_args.get(
@@ -167,11 +170,6 @@ def _sync(
         report.details_pending = max(0, waiting - report.detail_requests)
     if done:
         return False
-    if refresh is not None:
-        extraction.append_tables = frozenset(DATA_TABLES)  # dropped before the load
-    else:
-        with opened(client, warehouse_settings):
-            extraction.append_tables = warehouse.tables_without_rows(client, DATA_TABLES)
     # The steps one by one, so the wait for a busy warehouse comes right before the load.
     try:
         pipeline.extract(source, refresh=refresh)

@@ -161,12 +161,10 @@ def _extract(
 
 
 def _changed_runs(page: RunsPage, changes: ChangeFilter) -> list[dict[str, Any]]:
-    """The page's new or changed runs, after checking what the sync relies on in each."""
-    job_ids, updated, statuses = shaping.page_keys(
-        page.runs, f"/workflows/runs ({page.filter.describe()})"
-    )
+    """The page's new or changed runs."""
+    keys = page.keys
     in_flight_page = page.filter.status in ("active", "running")
-    mask = changes.select(job_ids, updated, statuses, in_flight_page=in_flight_page)
+    mask = changes.select(keys.job_ids, keys.updated, keys.statuses, in_flight_page=in_flight_page)
     return [run for run, keep in zip(page.runs, mask, strict=True) if keep]
 
 

@@ -10,9 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-import pyarrow.compute as pc
-
-from pipelines.sixtyfour import reach, settings
+from pipelines.sixtyfour import reach, settings, shaping
 from pipelines.sixtyfour.client import (
     ForbiddenError,
     NotFoundError,
@@ -20,7 +18,7 @@ from pipelines.sixtyfour.client import (
     SixtyfourClient,
 )
 from pipelines.sixtyfour.reach import Gap, PageReach, RunFilter
-from pipelines.sixtyfour.timestamps import BadTimestamp, parse_instant, to_utc_array
+from pipelines.sixtyfour.shaping import PageKeys
 
 log = logging.getLogger("sixtyfour_sync.reader")
 
@@ -29,10 +27,15 @@ ProgressCallback = Callable[["ReadProgress"], None]
 
 @dataclass
 class RunsPage:
-    """One answered list request."""
+    """One answered list request, its runs checked and their keys read."""
 
     filter: RunFilter
     runs: list[dict[str, Any]]
+    keys: PageKeys
+
+    @property
+    def reach(self) -> PageReach:
+        return PageReach(self.filter, len(self.runs), self.keys.oldest_queued)
 
 
 @dataclass
@@ -84,7 +87,7 @@ class ChangeReader:
                 )
                 yield page
             assert newest is not None
-            narrow = not _reach_of(newest).reaches(self.watermark)
+            narrow = not newest.reach.reaches(self.watermark)
             if narrow or new_workflow or self.need_workflows:
                 self.workflows = self.client.list_workflows()
             if narrow:
@@ -148,7 +151,8 @@ class ChangeReader:
                 if self.on_progress:
                     self.progress.requests = self.client.stats.api_requests
                     self.on_progress(self.progress)
-                page = RunsPage(run_filter, runs)
+                where = f"/workflows/runs ({run_filter.describe()})"
+                page = RunsPage(run_filter, runs, shaping.page_keys(runs, where))
                 if narrow and run_filter.workflow_id:
                     narrower = self._narrow(page)
                     waiting.extendleft(reversed(narrower))
@@ -177,7 +181,7 @@ class ChangeReader:
 
     def _narrow(self, page: RunsPage) -> list[RunFilter]:
         """The narrower filters a page needs, recording gaps where none is left."""
-        page_reach = _reach_of(page)
+        page_reach = page.reach
         if page_reach.reaches(self.watermark):
             return []
         if page.filter.status is not None:
@@ -203,22 +207,3 @@ class ChangeReader:
                 "the API refuses status=failed; failed runs past the newest 500 are hidden",
             )
         )
-
-
-def _reach_of(page: RunsPage) -> PageReach:
-    queued = [run.get("queued_at") for run in page.runs]
-    try:
-        oldest: datetime | None = pc.min(to_utc_array(queued)).as_py()
-    except BadTimestamp:
-        # An unreadable queued_at fails the page when it is shaped; here it is skipped.
-        readable = [parse_instant(q) for q in queued if _readable(q)]
-        oldest = min(readable, default=None)
-    return PageReach(page.filter, len(page.runs), oldest)
-
-
-def _readable(value: Any) -> bool:
-    try:
-        parse_instant(value)
-    except BadTimestamp:
-        return False
-    return True
