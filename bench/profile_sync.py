@@ -72,11 +72,13 @@ def main() -> None:
     os.environ["RUNTIME__DLTHUB_TELEMETRY"] = "false"
     with Emulator(args.workflows, args.runs, args.in_flight_share) as emulator:
         from pipelines.config import WarehouseSettings, use_project_settings
-        from pipelines.runner import DATA_TABLES, make_pipeline
+        from pipelines.memory import release_freed_memory
+        from pipelines.runner import DATA_TABLES, load_packages, make_pipeline
         from pipelines.sixtyfour import Extraction, sixtyfour
 
         use_project_settings()
-        pipeline = make_pipeline(WarehouseSettings(duckdb_path=work / "warehouse.duckdb"))
+        warehouse = WarehouseSettings(duckdb_path=work / "warehouse.duckdb")
+        pipeline = make_pipeline(warehouse)
         # As the runner decides for a fresh warehouse: every table is appended to.
         extraction = Extraction()
         extraction.append_tables = frozenset(DATA_TABLES)
@@ -90,8 +92,9 @@ def main() -> None:
         )
         steps: list[tuple[str, Callable[[], Any]]] = [
             ("extract", lambda: pipeline.extract(source)),
+            ("release", release_freed_memory),  # as the runner does before normalize
             ("normalize", pipeline.normalize),
-            ("load", pipeline.load),
+            ("load", lambda: load_packages(pipeline, warehouse)),
         ]
         profiler = cProfile.Profile() if args.cprofile else None
         with RssSampler() as sampler:

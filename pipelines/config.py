@@ -13,6 +13,8 @@ REPO_DIR = Path(__file__).resolve().parent.parent
 DEFAULT_DUCKDB_PATH = Path("~/.local/share/sixtyfour-sync/sixtyfour-sync.duckdb")
 # DuckDB takes up to 80% of the machine's memory by default; a cron host has other work.
 DEFAULT_DUCKDB_MEMORY_LIMIT = "128MB"
+# Each DuckDB thread buffers its own share of a load: one keeps a large load smallest.
+DEFAULT_DUCKDB_THREADS = 1
 
 
 def use_project_settings() -> None:
@@ -35,6 +37,7 @@ class WarehouseSettings:
     busy_timeout_seconds: float = 60.0
     snapshot_path: Path | None = None
     duckdb_memory_limit: str = DEFAULT_DUCKDB_MEMORY_LIMIT
+    duckdb_threads: int = DEFAULT_DUCKDB_THREADS  # 0: DuckDB's default, one per core
 
     @classmethod
     def resolve(cls, destination: str | None = None) -> WarehouseSettings:
@@ -68,6 +71,12 @@ class WarehouseSettings:
             busy_timeout = float(setting("busy_timeout_seconds", "60"))
         except ValueError:
             raise ConfigError("sixtyfour_sync.busy_timeout_seconds must be a number") from None
+        try:
+            threads = int(setting("duckdb_threads", str(DEFAULT_DUCKDB_THREADS)))
+        except ValueError:
+            threads = -1
+        if threads < 0:
+            raise ConfigError("sixtyfour_sync.duckdb_threads must be a whole number, 0 or more")
         return cls(
             destination=chosen,
             dataset_name=dataset_name,
@@ -77,4 +86,5 @@ class WarehouseSettings:
             duckdb_memory_limit=DEFAULT_DUCKDB_MEMORY_LIMIT
             if memory_limit is None
             else str(memory_limit),
+            duckdb_threads=threads,
         )

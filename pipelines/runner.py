@@ -27,6 +27,7 @@ from dlt.pipeline.pipeline import Pipeline
 from pipelines import views, warehouse
 from pipelines.config import WarehouseSettings
 from pipelines.lock import PipelineLock
+from pipelines.memory import release_freed_memory
 from pipelines.output import redact
 from pipelines.sixtyfour import TABLE_HINTS, Extraction, second_load, settings, sixtyfour
 from pipelines.sixtyfour.errors import ConfigError, DestinationBusyError, SyncError
@@ -68,6 +69,8 @@ def make_pipeline(warehouse_settings: WarehouseSettings) -> Pipeline:
         credentials.global_config = {"preserve_insertion_order": False}
         if warehouse_settings.duckdb_memory_limit:
             credentials.global_config["memory_limit"] = warehouse_settings.duckdb_memory_limit
+        if warehouse_settings.duckdb_threads:
+            credentials.global_config["threads"] = warehouse_settings.duckdb_threads
         destination = dlt.destinations.duckdb(credentials)
     return dlt.pipeline(
         pipeline_name=settings.PIPELINE_NAME,
@@ -177,9 +180,10 @@ def _sync(
             # Runs that changed while the sync read them: their newer versions replace the
             # older ones in a load of their own, right after the first.
             pipeline.extract(second_load(extraction))
+        release_freed_memory()
         pipeline.normalize()
         _wait_for_warehouse(warehouse_settings)
-        pipeline.load()
+        load_packages(pipeline, warehouse_settings)
     except PipelineStepFailed as exc:
         # Nothing of a failed extraction may load later: the pages before the failure would
         # land without the cursor that goes with them.
@@ -188,6 +192,13 @@ def _sync(
         raise _unwrap(exc) from exc
     report.details_pending = max(0, waiting - report.detail_requests)
     return True
+
+
+def load_packages(pipeline: Pipeline, warehouse_settings: WarehouseSettings) -> None:
+    """dlt's load step, with the settings the destination wants."""
+    # A DuckDB file takes one writer at a time: parallel load jobs would only add up their
+    # memory. Other warehouses load their tables side by side, as dlt does by default.
+    pipeline.load(workers=1 if warehouse_settings.duckdb_path is not None else 20)
 
 
 def _publish(warehouse_settings: WarehouseSettings) -> None:
@@ -275,7 +286,7 @@ def _finish_pending(pipeline: Pipeline, warehouse_settings: WarehouseSettings) -
         try:
             pipeline.normalize()
             _wait_for_warehouse(warehouse_settings)
-            pipeline.load()
+            load_packages(pipeline, warehouse_settings)
         except PipelineStepFailed as exc:
             raise _unwrap(exc) from exc
 

@@ -167,6 +167,13 @@ def test_a_setting_with_a_bad_value_exits_2_naming_it(harness: Harness) -> None:
     assert harness.server.request_count == 0
 
 
+def test_a_bad_warehouse_setting_exits_2_naming_it(harness: Harness) -> None:
+    result = run_cli(harness, "run", SIXTYFOUR_SYNC__DUCKDB_THREADS="many")
+    assert result.returncode == 2, result.stderr
+    assert "duckdb_threads" in result.stderr and result.stderr.count("\n") == 1
+    assert harness.server.request_count == 0
+
+
 def test_a_workflow_the_key_may_not_see_is_a_gap_not_a_failure(harness: Harness) -> None:
     assert run_cli(harness, "run", "--no-details").returncode == 0
     hidden = harness.world.workflows()[0]["id"]

@@ -105,9 +105,13 @@ class ChangeFilter:
     def note_loaded(self, job_id: str, updated_at: int) -> None:
         """Count a run as loaded (also for runs built from live_status)."""
         self.loaded += 1
-        self.recent[job_id] = updated_at
         if self._max_loaded is None or updated_at > self._max_loaded:
             self._max_loaded = updated_at
+        # Only the lag window of the cursor is saved, and the cursor only grows: a run
+        # already behind it is never kept (a backfill would otherwise hold every run here).
+        cursor = self.cursor_after()
+        if cursor is None or updated_at >= cursor - self.lag:
+            self.recent[job_id] = updated_at
 
     def cursor_after(self) -> int | None:
         """The cursor once this sync's runs are loaded; a backfill never moves it back."""
