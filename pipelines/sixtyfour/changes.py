@@ -61,6 +61,7 @@ class ChangeFilter:
     seen: dict[str, int] = field(default_factory=dict)
     loaded: int = 0
     _max_loaded: int | None = None
+    _recent_floor: int | None = None  # what `recent` keeps of this sync: the saved window
 
     @property
     def watermark(self) -> int | None:
@@ -79,24 +80,26 @@ class ChangeFilter:
         loaded whatever its updated_at: it may have been written with an old timestamp.
         """
         watermark = self.watermark
+        load_all = self.load_all or watermark is None
+        floor = 0 if watermark is None else watermark
+        seen, tracked_runs, recent = self.seen, self.tracked, self.recent
         mask: list[bool] = []
         for job_id, updated_at, status in zip(job_ids, updated, statuses, strict=True):
-            previous = self.seen.get(job_id)
+            previous = seen.get(job_id)
             if previous is not None and previous >= updated_at:
                 mask.append(False)  # the same run on two pages of this sync
                 continue
-            self.seen[job_id] = updated_at
-            tracked = self.tracked.get(job_id)
-            if self.load_all or watermark is None:
+            seen[job_id] = updated_at
+            if load_all:
                 chosen = True
-            elif tracked is not None:
+            elif (tracked := tracked_runs.get(job_id)) is not None:
                 chosen = tracked.status != status or tracked.updated_at != updated_at
             elif in_flight_page:
                 chosen = True
-            elif updated_at < watermark:
+            elif updated_at < floor:
                 chosen = False
             else:
-                chosen = self.recent.get(job_id) != updated_at
+                chosen = recent.get(job_id) != updated_at
             mask.append(chosen)
             if chosen:
                 self.note_loaded(job_id, updated_at)
@@ -107,10 +110,11 @@ class ChangeFilter:
         self.loaded += 1
         if self._max_loaded is None or updated_at > self._max_loaded:
             self._max_loaded = updated_at
-        # Only the lag window of the cursor is saved, and the cursor only grows: a run
-        # already behind it is never kept (a backfill would otherwise hold every run here).
-        cursor = self.cursor_after()
-        if cursor is None or updated_at >= cursor - self.lag:
+            # Only the lag window of the cursor is saved, and the cursor only grows: a run
+            # already behind it is never kept (a backfill would otherwise hold every run).
+            cursor = self.cursor_after()
+            self._recent_floor = None if cursor is None else cursor - self.lag
+        if self._recent_floor is None or updated_at >= self._recent_floor:
             self.recent[job_id] = updated_at
 
     def cursor_after(self) -> int | None:
