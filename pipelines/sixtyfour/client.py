@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import logging
 import random
+import sys
 import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
 import orjson
 
 from pipelines.sixtyfour import settings
@@ -20,6 +20,13 @@ from pipelines.sixtyfour.errors import (
     AuthError,
     ConfigError,
 )
+
+# httpx imports its command line client (click, rich, pygments: ~40 ms) whenever those are
+# installed, and every sync would pay for it at start. The sync never uses it: a None entry
+# makes that one import fail the way httpx expects when the CLI's extras are missing.
+sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
+
+import httpx  # noqa: E402
 
 log = logging.getLogger("sixtyfour_sync.client")
 
