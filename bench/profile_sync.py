@@ -65,6 +65,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=200_000)
     parser.add_argument("--in-flight-share", type=float, default=0.001)
     parser.add_argument("--cprofile", type=Path, default=None)
+    parser.add_argument("--duckdb-threads", type=int, default=None, help="0: one per core")
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="sixtyfour-profile-"))
@@ -78,6 +79,8 @@ def main() -> None:
 
         use_project_settings()
         warehouse = WarehouseSettings(duckdb_path=work / "warehouse.duckdb")
+        if args.duckdb_threads is not None:
+            warehouse.duckdb_threads = args.duckdb_threads
         pipeline = make_pipeline(warehouse)
         # As the runner decides for a fresh warehouse: every table is appended to.
         extraction = Extraction()

@@ -581,8 +581,18 @@ def main() -> None:
         help="runs of each timed part; the median is reported (default 3)",
     )
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
+    parser.add_argument(
+        "--skip",
+        default="",
+        help="parts to leave out, comma-separated: baseline, no-op, processing, memory, paced "
+        "(for quick looks while working; a full run is what the README quotes)",
+    )
     args = parser.parse_args()
     repeats = max(1, args.repeats)
+    skipped = {name.strip() for name in args.skip.split(",") if name.strip()}
+
+    def wanted(name: str) -> bool:
+        return name not in skipped
 
     started = time.perf_counter()
     work = Path(tempfile.mkdtemp(prefix="sixtyfour-bench-"))
@@ -597,6 +607,7 @@ def main() -> None:
         "load_average_at_start": os.getloadavg(),
     }
     report.results["machine"] = machine
+    report.results["skipped_parts"] = sorted(skipped)
     code = report.results["code"] = code_version()
     print(
         f"sixtyfour-sync benchmark: {machine['cpus']} CPUs, Python {machine['python']}, "
@@ -632,13 +643,18 @@ def main() -> None:
                 "the API's share",
             )
             run_part(report, "backfill", lambda: part_backfill(report, emulator, work, repeats))
-            if "backfill" in report.results:
+            if "backfill" in report.results and wanted("baseline"):
                 run_part(report, "baseline", lambda: part_baseline(report, emulator, work, repeats))
+            if "backfill" in report.results and wanted("no-op"):
                 run_part(report, "no-op", lambda: part_noop(report, emulator, repeats))
-        run_part(report, "processing", lambda: part_processing(report, pages_dir, work, repeats))
-        if "backfill" in report.results:
+        if wanted("processing"):
+            run_part(
+                report, "processing", lambda: part_processing(report, pages_dir, work, repeats)
+            )
+        if "backfill" in report.results and wanted("memory"):
             run_part(report, "memory", lambda: part_memory(report, work, repeats))
-        run_part(report, "paced", lambda: part_paced(report, work))
+        if wanted("paced"):
+            run_part(report, "paced", lambda: part_paced(report, work))
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
