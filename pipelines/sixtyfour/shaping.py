@@ -225,9 +225,9 @@ def _flatten_level(
         _flatten_key(rows, key, column, runs, run_array, prefix)
     if len(shared) == len(shortest):
         # Every object holds the shortest one's keys: only a longer one can hold another.
-        longer = list(compress(range(len(objects)), map(len(shortest).__lt__, sizes)))
-        if not longer:
+        if sizes.count(len(shortest)) == len(sizes):
             return
+        longer = list(compress(range(len(objects)), map(len(shortest).__lt__, sizes)))
         objects, runs = [objects[index] for index in longer], [runs[index] for index in longer]
     for key in sorted(set().union(*objects).difference(shared)):
         # Read from the objects holding it only: a None left in the column is a JSON null.
