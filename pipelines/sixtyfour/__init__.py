@@ -22,9 +22,9 @@ from pipelines.sixtyfour.changes import TrackedRun
 from pipelines.sixtyfour.client import SixtyfourClient
 from pipelines.sixtyfour.extract import METRICS_TABLE, SyncOptions, extract_tables
 from pipelines.sixtyfour.ledger import LEDGER_TABLE, SyncReport
+from pipelines.sixtyfour.metrics import METRICS_MARKER, without_markers
 from pipelines.sixtyfour.prefetch import Extraction, TableStream
 from pipelines.sixtyfour.reader import ProgressCallback
-from pipelines.sixtyfour.shaping import METRICS_MARKER, without_markers
 
 __all__ = ["Extraction", "SyncReport", "TrackedRun", "second_load", "sixtyfour"]
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from pipelines.sixtyfour import settings, shaping
+from pipelines.sixtyfour import metrics, settings, shaping
 from pipelines.sixtyfour.changes import ChangeFilter, TrackedRun, from_micros, to_micros
 from pipelines.sixtyfour.client import SixtyfourClient
 from pipelines.sixtyfour.ledger import LEDGER_TABLE, SyncReport, utc_now
@@ -192,7 +192,7 @@ def _runs_tables(runs: list[dict[str, Any]]) -> TableStream:
     if not runs:
         return
     yield RUNS_TABLE, shaping.runs_table(runs, "/workflows/runs")
-    yield METRICS_TABLE, shaping.metrics_table(runs)
+    yield METRICS_TABLE, metrics.metrics_table(runs)
     listed_blocks = [
         (run["job_id"], "list", run["blocks"])
         for run in runs

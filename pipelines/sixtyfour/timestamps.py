@@ -21,17 +21,26 @@ class BadTimestamp(ValueError):
         self.value = value
 
 
-# The end of a timestamp that carries its own zone: Z, +hh:mm, +hhmm or +hh.
-_HAS_ZONE = r"([Zz]|[+-]\d\d(:?\d\d)?)$"
+# Arrow's cast reads `YYYY-MM-DD[T ]hh[:mm[:ss[.f]]]` and a zone (`Z`, `+hh`, `+hhmm`,
+# `+hh:mm`), which a zoned type requires. Stripped of its trailing digits, `:` and `.`, such a
+# value keeps `YYYY-MM-DDT` alone (11 characters) if it has no zone, and its `Z`, `+` or `-`
+# too if it has one: two cheap kernels find the values to cast with `+00:00` appended, where a
+# regular expression cost more than the cast. A value Arrow cannot read either way fails the
+# cast on whichever side it lands, and all go through `parse_instant`, as they always did.
+_TIME_CHARACTERS = "0123456789:."
+_DATE_AND_SEPARATOR = pa.scalar(len("YYYY-MM-DDT"), pa.int32())
+_UTC_OFFSET = pa.scalar("+00:00", pa.string())
+_NO_TEXT = pa.scalar(None, pa.string())
 _ARROW_ERRORS = (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError)
 
 
 def to_utc_array(values: Sequence[Any] | pa.Array) -> pa.Array:
     """Parse API timestamps to a UTC timestamp array; None stays null.
 
-    The vectorised Arrow cast reads `Z`, `+hh:mm` offsets and fractions up to microseconds.
-    Values without an offset (UTC, per the API notes) get `+00:00` appended, still vectorised;
-    what Arrow cannot read even then (nanoseconds, odd forms) goes through `parse_instant`.
+    The vectorised Arrow cast reads `Z`, `+hh:mm`, `+hhmm` and `+hh` offsets and fractions up
+    to microseconds. Values without an offset (UTC, per the API notes) are cast apart with
+    `+00:00` appended, still vectorised. If Arrow cannot read some value even so (nanoseconds,
+    odd forms, a date alone), every value goes through `parse_instant`.
 
     Raises:
         BadTimestamp: for the first value that is not a date-time at all.
@@ -40,17 +49,16 @@ def to_utc_array(values: Sequence[Any] | pa.Array) -> pa.Array:
         text = pa.array(values, pa.string())
     except _ARROW_ERRORS:
         return _parse_each(values)
-    try:
-        return pc.cast(text, UTC_MICROS)
-    except _ARROW_ERRORS:
-        pass
-    zoned = pc.if_else(
-        pc.match_substring_regex(text, _HAS_ZONE),
-        text,
-        pc.binary_join_element_wise(text, "+00:00", ""),
+    naive = pc.less_equal(
+        pc.binary_length(pc.ascii_rtrim(text, _TIME_CHARACTERS)), _DATE_AND_SEPARATOR
     )
     try:
-        return pc.cast(zoned, UTC_MICROS)
+        if not pc.any(naive).as_py():
+            return pc.cast(text, UTC_MICROS)
+        # Nulls stay null through each step: the mask is null where the text is.
+        zoned = pc.cast(pc.if_else(naive, _NO_TEXT, text), UTC_MICROS)
+        utc = pc.binary_join_element_wise(text.filter(naive), _UTC_OFFSET, "")
+        return pc.replace_with_mask(zoned, naive, pc.cast(utc, UTC_MICROS))
     except _ARROW_ERRORS:
         return _parse_each(values)
 

@@ -1,0 +1,481 @@
+"""Shaping at Arrow speed: timestamps and metrics come out exactly as value by value.
+
+`to_utc_array` and `metrics_table` take vectorised shortcuts; each is compared here with the
+straightforward version it replaced (kept below as the reference) over many seeded random
+inputs, and pinned on the cases the shortcuts must not get wrong.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+import pytest
+
+from pipelines.emulator import World, WorldConfig
+from pipelines.sixtyfour import metrics, timestamps
+from pipelines.sixtyfour.metrics import METRICS_MARKER, METRICS_SCHEMA, metrics_table
+from pipelines.sixtyfour.timestamps import UTC_MICROS, BadTimestamp, parse_instant, to_utc_array
+
+SEEDS = range(12)
+
+# -- the references: the per-value code the vectorised versions replaced ----------------------
+
+_HAS_ZONE = r"([Zz]|[+-]\d\d(:?\d\d)?)$"
+_ARROW_ERRORS = (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError)
+
+
+def reference_to_utc_array(values: Sequence[Any] | pa.Array) -> pa.Array:
+    """The former to_utc_array: a regular expression finds the values without a zone."""
+    try:
+        text = pa.array(values, pa.string())
+    except _ARROW_ERRORS:
+        return reference_parse_each(values)
+    try:
+        return pc.cast(text, UTC_MICROS)
+    except _ARROW_ERRORS:
+        pass
+    zoned = pc.if_else(
+        pc.match_substring_regex(text, _HAS_ZONE),
+        text,
+        pc.binary_join_element_wise(text, "+00:00", ""),
+    )
+    try:
+        return pc.cast(zoned, UTC_MICROS)
+    except _ARROW_ERRORS:
+        return reference_parse_each(values)
+
+
+def reference_parse_each(values: Sequence[Any] | pa.Array) -> pa.Array:
+    if isinstance(values, pa.Array):
+        values = values.to_pylist()
+    return pa.array([None if v is None else parse_instant(v) for v in values], UTC_MICROS)
+
+
+Row = tuple[float | None, str | None, bool | None]
+
+
+def reference_metric_rows(runs: Sequence[dict[str, Any]]) -> dict[tuple[str, str], Row]:
+    """The former flattening loop; of two rows of a run with one name, the later one."""
+    rows: dict[tuple[str, str], Row] = {}
+
+    def add(job_id: str, prefix: str, metrics: dict[str, Any]) -> None:
+        for key, value in metrics.items():
+            name = prefix + key
+            if type(value) is dict and value:
+                add(job_id, name + ".", value)
+            elif type(value) is int or type(value) is float:
+                rows.pop((job_id, name), None)
+                rows[(job_id, name)] = (value, None, None)
+            else:
+                rows.pop((job_id, name), None)
+                rows[(job_id, name)] = (None, orjson.dumps(value).decode(), None)
+
+    for run in runs:
+        metrics = run.get("metrics")
+        before = len(rows)
+        if type(metrics) is dict:
+            add(run["job_id"], "", metrics)
+        elif metrics is not None:
+            add(run["job_id"], "", {"": metrics})
+        if len(rows) == before:
+            rows[(run["job_id"], "")] = (None, None, True)
+    return rows
+
+
+# -- helpers ----------------------------------------------------------------------------------
+
+
+def parsed(function: Any, values: Sequence[Any] | pa.Array) -> tuple[Any, ...]:
+    """What a parser made of the values: the array, or the error and the value it names."""
+    try:
+        result = function(values)
+    except BadTimestamp as exc:
+        return ("BadTimestamp", exc.value)
+    except ValueError as exc:  # pendulum's own, for an offset of 24 hours or more
+        return (type(exc).__name__, str(exc))
+    assert result.type == UTC_MICROS
+    return ("ok", result.cast(pa.int64()).to_pylist())
+
+
+def metric_rows(table: pa.Table) -> dict[tuple[str, str], Row]:
+    """The table's rows by (job_id, metric), checking each pair comes once."""
+    assert table.schema == METRICS_SCHEMA
+    columns = [table.column(name).to_pylist() for name in table.column_names]
+    keys = list(zip(columns[0], columns[1], strict=True))
+    assert len(keys) == len(set(keys)), "a (job_id, metric) pair twice"
+    return {
+        key: (value, text, marker)
+        for key, value, text, marker in zip(keys, *columns[2:], strict=True)
+    }
+
+
+def emulated_runs(count: int, seed: int = 7) -> list[dict[str, Any]]:
+    """Runs exactly as the emulated list endpoint serves them."""
+    world = World(WorldConfig(seed=seed, runs=count))
+    return [world.payload(run["job_id"]) for run in world.runs()]
+
+
+# -- timestamps -------------------------------------------------------------------------------
+
+
+def random_timestamp(rng: random.Random, clean: bool) -> Any:
+    """An API-like timestamp: any offset form, precision or none; some unreadable if not clean."""
+    if rng.random() < 0.05:
+        return None
+    if not clean and rng.random() < 0.08:
+        return rng.choice(
+            [
+                "",
+                "x",
+                "2026-10-31",
+                "2026-10",
+                "2026-10-31T",
+                "é",
+                "2026-13-01T00:00:00Z",
+                "2026-10-31T24:00:00",
+                "2026-10-31T23:59:60Z",
+                "2026-10-31T05:11:47é",
+                "+0545",
+                5,
+            ]
+        )
+    date = f"{rng.randint(1, 9999):04d}-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}"
+    separator = rng.choice("TTTTTTT ")
+    parts = rng.choice([1, 2, 3, 3, 3, 3])
+    time = ":".join(f"{rng.randint(0, 23 if i == 0 else 59):02d}" for i in range(parts))
+    if parts == 3 and rng.random() < 0.6:
+        digits = rng.choice([1, 2, 3, 3, 4, 5, 6, 6] if clean else [1, 3, 6, 7, 9])
+        time += "." + "".join(rng.choice("0123456789") for _ in range(digits))
+    zones = ["", "", "Z", "Z", "+00:00", "-08:00", "+05:45", "+0545", "-0800", "+05", "-11"]
+    if not clean:
+        zones += ["z", "+5", "+05:4", "UTC", " Z", "+24:00", "+05:45:00"]
+    return date + separator + time + rng.choice(zones)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_timestamps_parse_as_the_per_value_reference_on_random_pages(seed: int) -> None:
+    rng = random.Random(seed)
+    for _ in range(150):
+        clean = rng.random() < 0.7
+        values = [random_timestamp(rng, clean) for _ in range(rng.choice([0, 1, 3, 20, 200]))]
+        want = parsed(reference_to_utc_array, values)
+        assert parsed(to_utc_array, values) == want, values
+        if all(v is None or isinstance(v, str) for v in values):
+            assert parsed(to_utc_array, pa.array(values, pa.string())) == want, values
+
+
+def test_emulated_pages_parse_as_the_per_value_reference() -> None:
+    runs = emulated_runs(3000)
+    for field in ("created_at", "updated_at", "queued_at", "started_at", "completed_at"):
+        values = [run[field] for run in runs]
+        assert any(v and v[-1].isdigit() and v[-6] not in "+-" for v in values), "naive ones"
+        assert parsed(to_utc_array, values) == parsed(reference_to_utc_array, values)
+        assert parsed(to_utc_array, pa.array(values)) == parsed(reference_to_utc_array, values)
+
+
+def test_pages_mixing_zoned_and_naive_values_stay_vectorised(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def one_by_one(values: Any) -> pa.Array:
+        raise AssertionError("parsed value by value")
+
+    monkeypatch.setattr(timestamps, "_parse_each", one_by_one)
+    values = [run["created_at"] for run in emulated_runs(500)]
+    assert any(v[-1].isdigit() and v[-6] not in "+-" for v in values)
+    assert any(v.endswith("Z") for v in values) and any("+" in v for v in values)
+    assert to_utc_array(values).null_count == 0
+
+
+def test_every_offset_form_and_fraction_reads_to_the_microsecond() -> None:
+    values = [
+        "2026-10-31T05:11:47Z",
+        "2026-10-31T05:11:47.5Z",
+        "2026-10-31T05:11:47.123+00:00",
+        "2026-10-31T10:56:47.123456+05:45",
+        "2026-10-31T10:56:47+0545",
+        "2026-10-31T10:11:47+05",
+        "2026-10-30T21:11:47.000001-08:00",
+        "2026-10-31 05:11:47Z",
+    ]
+    got = to_utc_array(values).to_pylist()
+    assert got == [
+        datetime(2026, 10, 31, 5, 11, 47, tzinfo=UTC),
+        datetime(2026, 10, 31, 5, 11, 47, 500000, tzinfo=UTC),
+        datetime(2026, 10, 31, 5, 11, 47, 123000, tzinfo=UTC),
+        datetime(2026, 10, 31, 5, 11, 47, 123456, tzinfo=UTC),
+        datetime(2026, 10, 31, 5, 11, 47, tzinfo=UTC),
+        datetime(2026, 10, 31, 5, 11, 47, tzinfo=UTC),
+        datetime(2026, 10, 31, 5, 11, 47, 1, tzinfo=UTC),
+        datetime(2026, 10, 31, 5, 11, 47, tzinfo=UTC),
+    ]
+
+
+def test_naive_timestamps_among_zoned_ones_are_taken_as_utc() -> None:
+    values = ["2026-10-31T05:11:47.123", None, "2026-10-31T10:56:47+05:45", "2026-10-31T05:11"]
+    assert to_utc_array(values).to_pylist() == [
+        datetime(2026, 10, 31, 5, 11, 47, 123000, tzinfo=UTC),
+        None,
+        datetime(2026, 10, 31, 5, 11, 47, tzinfo=UTC),
+        datetime(2026, 10, 31, 5, 11, tzinfo=UTC),
+    ]
+    assert (
+        to_utc_array(["2026-10-31T05:11:47"] * 3).to_pylist()
+        == [datetime(2026, 10, 31, 5, 11, 47, tzinfo=UTC)] * 3
+    )
+
+
+def test_what_arrow_cannot_read_goes_through_parse_instant() -> None:
+    # Nanoseconds and a date alone: Arrow's cast refuses them, parse_instant reads them.
+    values = ["2026-10-31T05:11:47.123456789Z", "2026-10-31", "2026-10-31T05:11:47Z"]
+    assert to_utc_array(values).to_pylist() == [
+        datetime(2026, 10, 31, 5, 11, 47, 123456, tzinfo=UTC),
+        datetime(2026, 10, 31, tzinfo=UTC),
+        datetime(2026, 10, 31, 5, 11, 47, tzinfo=UTC),
+    ]
+
+
+def test_nulls_stay_null_and_the_first_unreadable_value_is_named() -> None:
+    assert to_utc_array([None, None]).to_pylist() == [None, None]
+    assert to_utc_array(pa.array([], pa.string())).to_pylist() == []
+    with pytest.raises(BadTimestamp) as raised:
+        to_utc_array(["2026-10-31T05:11:47Z", "soon", "later"])
+    assert raised.value.value == "soon"
+    with pytest.raises(BadTimestamp) as raised:
+        to_utc_array(pa.array(["2026-10-31T05:11:47", None, "31/10/2026"]))
+    assert raised.value.value == "31/10/2026"
+
+
+def test_a_string_array_and_a_list_give_the_same_instants() -> None:
+    values = ["2026-10-31T05:11:47.123", None, "2026-10-31T10:56:47+05:45", "2026-10-31T05:11Z"]
+    sliced = pa.array(["x", *values])[1:]
+    assert to_utc_array(sliced).equals(to_utc_array(values))
+    assert to_utc_array(pa.array(values)).equals(to_utc_array(values))
+
+
+# -- metrics ----------------------------------------------------------------------------------
+
+KEYS = ["row_count", "rows_in", "costs", "a", "b", "note"]
+ODD_KEYS = ["a.b", "", "b.", "x.y"]
+
+
+def random_leaf(rng: random.Random) -> Any:
+    return rng.choice(
+        [
+            rng.randint(-5, 5),
+            rng.randint(0, 10**6),
+            round(rng.random(), 4),
+            0.0,
+            1.0,
+            True,
+            False,
+            None,
+            "unknown",
+            "",
+            'quote " back \\ line \n é',
+            [],
+            [1, "x", None],
+            {},
+            2**53,
+        ]
+    )
+
+
+def random_object(rng: random.Random, depth: int = 0) -> dict[str, Any]:
+    """Any metrics object: nested, mixed types, keys whose flattened names collide."""
+    metrics: dict[str, Any] = {}
+    for _ in range(rng.randint(0, 5)):
+        key = rng.choice(KEYS if rng.random() < 0.8 else ODD_KEYS)
+        nested = depth < 3 and rng.random() < 0.25
+        metrics[key] = random_object(rng, depth + 1) if nested else random_leaf(rng)
+    return metrics
+
+
+def usual_metrics(rng: random.Random) -> dict[str, Any]:
+    """Metrics like the emulator's, now and then with a value of another type or missing."""
+    metrics: dict[str, Any] = {
+        "row_count": rng.randint(0, 5000),
+        "rows_in": rng.randint(0, 5000),
+        "rows_out": rng.randint(0, 100),
+        "costs": {
+            "llm_usd": round(rng.random(), 4),
+            "enrichment_usd": rng.choice([0.0, round(rng.random(), 4)]),
+            "total_usd": round(rng.random(), 4),
+        },
+        "credits_used": rng.randint(0, 9),
+    }
+    quirk = rng.randrange(40)
+    if quirk == 0:
+        metrics["row_count"] = "unknown"
+    elif quirk == 1:
+        metrics["note"] = "partial"
+    elif quirk == 2:
+        metrics["cached"] = True
+    elif quirk == 3:
+        metrics["costs"]["llm_usd"] = rng.choice([None, True, False, "0.5", {}, {"a": 1}, 3])
+    elif quirk == 4:
+        metrics["costs"] = rng.choice([None, {}, 5, "x", [0.5]])
+    elif quirk == 5:
+        del metrics["rows_in"]
+    elif quirk == 6:
+        metrics["rows_out"] = None
+    return metrics
+
+
+def random_runs(rng: random.Random) -> list[dict[str, Any]]:
+    usual = rng.random() < 0.6
+    runs = []
+    for index in range(rng.choice([1, 2, 10, 50, 300])):
+        draw = rng.random()
+        if draw < 0.05:
+            metrics: Any = None
+        elif draw < 0.07:
+            metrics = rng.choice([{}, 5, "x", [1, 2], True, 1.5, [], "", 0])
+        else:
+            metrics = usual_metrics(rng) if usual else random_object(rng)
+        runs.append({"job_id": f"run-{index}", "metrics": metrics})
+    return runs
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_metrics_rows_match_the_reference_on_random_runs(seed: int) -> None:
+    rng = random.Random(seed)
+    for _ in range(40):
+        runs = random_runs(rng)
+        assert metric_rows(metrics_table(runs)) == reference_metric_rows(runs)
+
+
+def test_metrics_of_emulated_runs_match_the_reference() -> None:
+    runs = emulated_runs(3000)
+    metrics = [run["metrics"] for run in runs if run["metrics"]]
+    assert any(m["row_count"] == "unknown" for m in metrics), "a key holding a number or text"
+    assert any("cached" in m for m in metrics) and any("note" in m for m in metrics)
+    assert any(run["metrics"] is None for run in runs)
+    assert metric_rows(metrics_table(runs)) == reference_metric_rows(runs)
+
+
+def test_usual_metrics_are_flattened_a_key_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    runs = emulated_runs(3000)
+    one_by_one: list[Any] = []
+    add_leaf = metrics._MetricRows.add_leaf
+
+    def counted(rows: Any, run: int, name: str, value: Any) -> None:
+        one_by_one.append(value)
+        add_leaf(rows, run, name, value)
+
+    monkeypatch.setattr(metrics._MetricRows, "add_leaf", counted)
+    metrics_table(runs)
+    # Only the odd text values ("unknown", "partial") go one at a time.
+    texts = [v for r in runs if r["metrics"] for v in r["metrics"].values() if type(v) is str]
+    assert texts and sorted(one_by_one) == sorted(texts)
+
+
+def test_of_two_metrics_with_one_name_the_later_in_key_order_is_kept() -> None:
+    runs = [
+        {"job_id": "a", "metrics": {"a.b": 1, "a": {"b": 2}, "c": 3}},
+        {"job_id": "b", "metrics": {"a": {"b": 2}, "a.b": "one"}},
+        {"job_id": "c", "metrics": {"a": {"": 1, "b": 5}, "a.": True}},
+        {"job_id": "d", "metrics": {"a": {"b": 7}}},
+    ]
+    assert metric_rows(metrics_table(runs)) == {
+        ("a", "a.b"): (2.0, None, None),
+        ("a", "c"): (3.0, None, None),
+        ("b", "a.b"): (None, '"one"', None),
+        ("c", "a."): (None, "true", None),
+        ("c", "a.b"): (5.0, None, None),
+        ("d", "a.b"): (7.0, None, None),
+    }
+
+
+def test_bools_are_json_text_even_among_numbers() -> None:
+    runs = [
+        {"job_id": "a", "metrics": {"cached": True, "share": 0.5}},
+        {"job_id": "b", "metrics": {"cached": False, "share": True}},
+        {"job_id": "c", "metrics": {"share": 1}},
+    ]
+    assert metric_rows(metrics_table(runs)) == {
+        ("a", "cached"): (None, "true", None),
+        ("a", "share"): (0.5, None, None),
+        ("b", "cached"): (None, "false", None),
+        ("b", "share"): (None, "true", None),
+        ("c", "share"): (1.0, None, None),
+    }
+
+
+def test_a_key_holding_json_null_is_a_row_apart_from_an_absent_key() -> None:
+    runs = [
+        {"job_id": "a", "metrics": {"rows": 5, "costs": {"usd": None}}},
+        {"job_id": "b", "metrics": {"rows": None, "costs": {"usd": 0.5}}},
+        {"job_id": "c", "metrics": {"costs": {"eur": 1}}},
+    ]
+    assert metric_rows(metrics_table(runs)) == {
+        ("a", "rows"): (5.0, None, None),
+        ("a", "costs.usd"): (None, "null", None),
+        ("b", "rows"): (None, "null", None),
+        ("b", "costs.usd"): (0.5, None, None),
+        ("c", "costs.eur"): (1.0, None, None),
+    }
+
+
+def test_a_key_holding_numbers_in_some_runs_and_text_in_others_keeps_each_as_sent() -> None:
+    runs = [{"job_id": f"r{i}", "metrics": {"row_count": i, "rows_in": i}} for i in range(50)]
+    runs[7]["metrics"]["row_count"] = "unknown"
+    runs[9]["metrics"]["row_count"] = {"estimate": 12}
+    rows = metric_rows(metrics_table(runs))
+    assert rows[("r7", "row_count")] == (None, '"unknown"', None)
+    assert rows[("r9", "row_count.estimate")] == (12.0, None, None)
+    assert ("r9", "row_count") not in rows
+    assert rows[("r8", "row_count")] == (8.0, None, None)
+    assert len(rows) == 100
+
+
+def test_lists_empty_objects_and_text_are_kept_as_json_text() -> None:
+    runs = [
+        {"job_id": "a", "metrics": {"tags": ["x", 1], "extra": {}, "note": 'say "hi"'}},
+        {"job_id": "b", "metrics": {"tags": [], "extra": {"k": "v"}}},
+    ]
+    assert metric_rows(metrics_table(runs)) == {
+        ("a", "tags"): (None, '["x",1]', None),
+        ("a", "extra"): (None, "{}", None),
+        ("a", "note"): (None, '"say \\"hi\\""', None),
+        ("b", "tags"): (None, "[]", None),
+        ("b", "extra.k"): (None, '"v"', None),
+    }
+
+
+def test_metrics_that_are_not_an_object_are_kept_whole_under_an_empty_name() -> None:
+    runs = [
+        {"job_id": "a", "metrics": [1, 2]},
+        {"job_id": "b", "metrics": 0.5},
+        {"job_id": "c", "metrics": "n/a"},
+        {"job_id": "d", "metrics": 0},
+    ]
+    assert metric_rows(metrics_table(runs)) == {
+        ("a", ""): (None, "[1,2]", None),
+        ("b", ""): (0.5, None, None),
+        ("c", ""): (None, '"n/a"', None),
+        ("d", ""): (0.0, None, None),
+    }
+
+
+def test_a_run_without_metrics_gets_one_marker_row() -> None:
+    runs = [
+        {"job_id": "a", "metrics": None},
+        {"job_id": "b"},
+        {"job_id": "c", "metrics": {}},
+        {"job_id": "d", "metrics": {"rows": 1}},
+    ]
+    table = metrics_table(runs)
+    assert metric_rows(table) == {
+        ("a", ""): (None, None, True),
+        ("b", ""): (None, None, True),
+        ("c", ""): (None, None, True),
+        ("d", "rows"): (1.0, None, None),
+    }
+    assert table.column(METRICS_MARKER).to_pylist().count(True) == 3
+    assert metrics_table([]).num_rows == 0
