@@ -251,6 +251,15 @@ def test_nulls_stay_null_and_the_first_unreadable_value_is_named() -> None:
     assert raised.value.value == "31/10/2026"
 
 
+def test_words_and_impossible_offsets_are_unreadable_not_a_crash() -> None:
+    # "now" would otherwise become the time of the sync; +24:00 is no offset at all.
+    for value in ("now", "2026-10-31T05:11:47+24:00", "9999-12-31T23:00:00-05:00"):
+        with pytest.raises(BadTimestamp):
+            parse_instant(value)
+    with pytest.raises(BadTimestamp):
+        to_utc_array(["2026-10-31T05:11:47Z", "now"])
+
+
 def test_a_string_array_and_a_list_give_the_same_instants() -> None:
     values = ["2026-10-31T05:11:47.123", None, "2026-10-31T10:56:47+05:45", "2026-10-31T05:11Z"]
     sliced = pa.array(["x", *values])[1:]
@@ -432,6 +441,22 @@ def test_a_key_holding_numbers_in_some_runs_and_text_in_others_keeps_each_as_sen
     assert ("r9", "row_count") not in rows
     assert rows[("r8", "row_count")] == (8.0, None, None)
     assert len(rows) == 100
+
+
+def test_integers_beyond_a_doubles_precision_are_rounded_not_a_failure() -> None:
+    big = 2**60 + 1
+    # Alone, among smaller numbers, among text, and past the int64 range (orjson reads up
+    # to 2**64 - 1 as an integer).
+    runs = [
+        {"job_id": "a", "metrics": {"n": big, "m": 2**64 - 1}},
+        {"job_id": "b", "metrics": {"n": 5, "m": "unknown"}},
+    ]
+    rows = metric_rows(metrics_table(runs))
+    assert rows[("a", "n")] == (float(big), None, None)
+    assert rows[("a", "m")] == (float(2**64 - 1), None, None)
+    assert rows[("b", "n")] == (5.0, None, None)
+    assert rows[("b", "m")] == (None, '"unknown"', None)
+    assert metric_rows(metrics_table(runs[:1]))[("a", "n")] == (float(big), None, None)
 
 
 def test_lists_empty_objects_and_text_are_kept_as_json_text() -> None:

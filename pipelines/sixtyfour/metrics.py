@@ -107,7 +107,7 @@ class _MetricRows:
         self.runs.append(run)
         self.names.append(name)
         if type(value) in _NUMBER_TYPES:
-            self.values.append(value)
+            self.values.append(float(value))  # a JSON number always fits a double
             self.texts.append(None)
         else:
             self.values.append(None)
@@ -208,8 +208,8 @@ def _flatten_column(
     elif pa.types.is_integer(array.type) or (
         pa.types.is_floating(array.type) and not _holds_bool(column, array)
     ):
-        # The cast fails past 2**53 like the conversion of each value did.
-        rows.add_numbers(run_array, name, array.cast(pa.float64()))
+        # Integers past 2**53 round to the nearest double, as a SQL cast would.
+        rows.add_numbers(run_array, name, array.cast(pa.float64(), safe=False))
     elif pa.types.is_boolean(array.type):
         rows.add_texts(run_array, name, pc.if_else(array, "true", "false"))
     else:
@@ -241,7 +241,10 @@ def _flatten_mixed(
             object_runs.append(runs[index])
         else:
             rows.add_leaf(runs[index], name, value)
-    array = pa.array(numbers, pa.float64())
+    try:
+        array = pa.array(numbers, pa.float64())
+    except pa.ArrowInvalid:  # an integer past 2**53: rounded, as above
+        array = pa.array([None if n is None else float(n) for n in numbers], pa.float64())
     if array.null_count < len(array):
         held = array.is_valid()
         rows.add_numbers(run_array.filter(held), name, array.filter(held))

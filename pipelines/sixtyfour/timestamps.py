@@ -71,7 +71,9 @@ def _parse_each(values: Sequence[Any] | pa.Array) -> pa.Array:
 
 def parse_instant(value: Any) -> datetime:
     """One API timestamp as an aware UTC datetime; a value without offset is taken as UTC."""
-    if not isinstance(value, str):
+    # pendulum also reads words ("now" would become the time of the sync): a date-time
+    # starts with its year.
+    if not isinstance(value, str) or not value[:4].isdigit():
         raise BadTimestamp(value)
     try:
         parsed = datetime.fromisoformat(value)
@@ -82,6 +84,9 @@ def parse_instant(value: Any) -> datetime:
             raise BadTimestamp(value) from None
         if not isinstance(parsed, datetime):
             raise BadTimestamp(value) from None
-    if parsed.tzinfo is None:
-        return parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
+    try:
+        if parsed.tzinfo is None:
+            return parsed.replace(tzinfo=UTC)
+        return parsed.astimezone(UTC)
+    except (ValueError, OverflowError):  # an offset of 24 hours or more, a year past 9999
+        raise BadTimestamp(value) from None
