@@ -18,7 +18,8 @@ import pyarrow.compute as pc
 import pytest
 
 from pipelines.emulator import World, WorldConfig
-from pipelines.sixtyfour import metrics, timestamps
+from pipelines.sixtyfour import metrics, shaping, timestamps
+from pipelines.sixtyfour.errors import ApiResponseError
 from pipelines.sixtyfour.metrics import METRICS_MARKER, METRICS_SCHEMA, metrics_table
 from pipelines.sixtyfour.timestamps import UTC_MICROS, BadTimestamp, parse_instant, to_utc_array
 
@@ -504,3 +505,49 @@ def test_a_run_without_metrics_gets_one_marker_row() -> None:
     }
     assert table.column(METRICS_MARKER).to_pylist().count(True) == 3
     assert metrics_table([]).num_rows == 0
+
+
+def page_run(**fields: Any) -> dict[str, Any]:
+    run = {
+        "job_id": "j1",
+        "workflow_id": "w1",
+        "status": "completed",
+        "updated_at": "2026-10-31T05:11:47Z",
+        "queued_at": "2026-10-31T05:00:00+01:00",
+    }
+    run.update(fields)
+    return {k: v for k, v in run.items() if v is not _ABSENT}
+
+
+_ABSENT = object()
+
+
+def test_page_keys_read_ids_instants_statuses_and_the_oldest_queued_run() -> None:
+    runs = [page_run(), page_run(job_id="j2", queued_at="2026-10-31T03:00:00", status="running")]
+    keys = shaping.page_keys(runs, "/workflows/runs")
+    assert list(keys.job_ids) == ["j1", "j2"]
+    assert list(keys.statuses) == ["completed", "running"]
+    expected = datetime(2026, 10, 31, 5, 11, 47, tzinfo=UTC)
+    assert keys.updated == [int(expected.timestamp() * 1_000_000)] * 2
+    assert keys.oldest_queued == datetime(2026, 10, 31, 3, 0, tzinfo=UTC)
+    assert shaping.page_keys([], "/workflows/runs").oldest_queued is None
+
+
+@pytest.mark.parametrize(
+    ("fields", "words"),
+    [
+        ({"job_id": _ABSENT}, "without its required field 'job_id'"),
+        ({"workflow_id": None}, "j2 without its required field 'workflow_id'"),
+        ({"status": ""}, "j2 without its required field 'status'"),
+        ({"queued_at": _ABSENT}, "j2 without its required field 'queued_at'"),
+        ({"job_id": 7}, "a job_id that is not a string"),
+        ({"updated_at": "yesterday"}, "unreadable updated_at: 'yesterday'"),
+    ],
+)
+def test_a_page_with_a_run_missing_what_the_sync_relies_on_is_refused(
+    fields: dict[str, Any], words: str
+) -> None:
+    runs = [page_run(), page_run(**{"job_id": "j2", **fields}), page_run(job_id="j3")]
+    with pytest.raises(ApiResponseError) as raised:
+        shaping.page_keys(runs, "/workflows/runs")
+    assert words in str(raised.value)

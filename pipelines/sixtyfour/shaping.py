@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from operator import itemgetter
 from typing import Any
 
 import orjson
@@ -76,36 +77,48 @@ def runs_table(runs: Sequence[dict[str, Any]], where: str) -> pa.Table:
 class PageKeys:
     """What a sync reads of every run on a page before shaping it (each parsed once)."""
 
-    job_ids: list[str]
-    updated: list[int]  # updated_at in microseconds since the epoch
-    statuses: list[Any]
+    job_ids: Sequence[str]
+    updated: Sequence[int]  # updated_at in microseconds since the epoch
+    statuses: Sequence[Any]
     oldest_queued: datetime | None  # how far back the page reaches
+
+
+_NO_KEYS = PageKeys((), (), (), None)
+_REQUIRED_GETTER = itemgetter(*settings.RUN_REQUIRED_FIELDS)
 
 
 def page_keys(runs: Sequence[dict[str, Any]], where: str) -> PageKeys:
     """Check a page's runs and read the keys the change filter and the reach planner need.
 
-    Plain lists, not Arrow: a page is small, and Arrow's fixed cost per call, paid per
+    Plain sequences, not Arrow: a page is small, and Arrow's fixed cost per call, paid per
     page rather than per batch, would outweigh its speed.
 
     Raises:
         ApiResponseError: a run lacks a required field or has an unreadable cursor timestamp.
     """
-    required: dict[str, list[Any]] = {
-        name: [run.get(name) for run in runs] for name in settings.RUN_REQUIRED_FIELDS
-    }
-    if any(None in values or "" in values for values in required.values()):
+    if not runs:
+        return _NO_KEYS
+    try:
+        # One pass over the runs, in C: the required fields as columns.
+        columns = zip(*map(_REQUIRED_GETTER, runs), strict=True)
+        required = dict(zip(settings.RUN_REQUIRED_FIELDS, columns, strict=True))
+    except KeyError:
         _check_required(runs, where)  # names the first run without a required field
-    if not all(type(job_id) is str for job_id in required["job_id"]):
+        raise  # not reached: a missing key is a missing field
+    if not all(map(all, required.values())):
+        # None, "" (or another false value) somewhere: name the run, unless it is only
+        # an odd value (a 0), which the checks below and the shaping deal with.
+        _check_required(runs, where)
+    if set(map(type, required["job_id"])) != {str}:
         raise ApiResponseError(f"GET {where} answered a job_id that is not a string")
-    columns: dict[str, pa.Array] = {}
+    instants: dict[str, pa.Array] = {}
     for name in ("updated_at", "queued_at"):
-        _timestamp_column(columns, name, required[name], where)
+        _timestamp_column(instants, name, required[name], where)
     return PageKeys(
         job_ids=required["job_id"],
-        updated=columns["updated_at"].cast(pa.int64()).to_pylist(),
+        updated=instants["updated_at"].cast(pa.int64()).to_pylist(),
         statuses=required["status"],
-        oldest_queued=pc.min(columns["queued_at"]).as_py() if runs else None,
+        oldest_queued=pc.min(instants["queued_at"]).as_py(),
     )
 
 
