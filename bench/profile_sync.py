@@ -66,6 +66,7 @@ def main() -> None:
     parser.add_argument("--in-flight-share", type=float, default=0.001)
     parser.add_argument("--cprofile", type=Path, default=None)
     parser.add_argument("--duckdb-threads", type=int, default=None, help="0: one per core")
+    parser.add_argument("--duckdb-memory-limit", default=None, help='e.g. "128MB"')
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="sixtyfour-profile-"))
@@ -81,6 +82,8 @@ def main() -> None:
         warehouse = WarehouseSettings(duckdb_path=work / "warehouse.duckdb")
         if args.duckdb_threads is not None:
             warehouse.duckdb_threads = args.duckdb_threads
+        if args.duckdb_memory_limit is not None:
+            warehouse.duckdb_memory_limit = args.duckdb_memory_limit
         pipeline = make_pipeline(warehouse)
         # As the runner decides for a fresh warehouse: every table is appended to.
         extraction = Extraction()

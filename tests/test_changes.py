@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import random
 from datetime import UTC, datetime
+
+import pytest
 
 from pipelines.sixtyfour.changes import ChangeFilter, TrackedRun, to_micros
 
@@ -91,3 +94,34 @@ def test_the_cursor_never_passes_the_moment_reading_began() -> None:
     # The run beyond the cap is remembered, so the next sync does not load it again.
     again = ChangeFilter.from_state(state, 0, {}, load_all=False)
     assert again.select(*page(("late", T + 3600 * SECOND, "completed"))) == [False]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_a_backfill_notes_fresh_pages_in_bulk_exactly_as_run_by_run(
+    seed: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rng = random.Random(seed)
+    ids = [f"run-{i}" for i in range(300)]
+    pages = []
+    for number in range(12):
+        # Pages never seen before first, then overlapping ones (the same run on a workflow's
+        # page and a status page), some runs moved on in between.
+        chosen = ids[number * 40 : number * 40 + 40] if number < 3 else rng.sample(ids, 40)
+        pages.append(page(*((j, T - rng.randrange(0, 3600) * SECOND, "completed") for j in chosen)))
+
+    def backfill() -> tuple[list[list[bool]], dict[str, object], int]:
+        changes = ChangeFilter(cursor=T - 7200 * SECOND, lag=900 * SECOND, load_all=True)
+        masks = [changes.select(*p) for p in pages]
+        state: dict[str, object] = {}
+        changes.save(state)
+        return masks, state, changes.loaded
+
+    bulk_pages: list[int] = []
+    load_all = ChangeFilter._load_all
+    monkeypatch.setattr(
+        ChangeFilter, "_load_all", lambda self, *a: bulk_pages.append(1) or load_all(self, *a)
+    )
+    in_bulk = backfill()
+    assert len(bulk_pages) >= 3
+    monkeypatch.setattr(ChangeFilter, "_first_sight", lambda self, job_ids: False)
+    assert in_bulk == backfill()

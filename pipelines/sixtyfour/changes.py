@@ -81,6 +81,9 @@ class ChangeFilter:
         """
         watermark = self.watermark
         load_all = self.load_all or watermark is None
+        if load_all and self._first_sight(job_ids):
+            self._load_all(job_ids, updated)
+            return [True] * len(job_ids)
         floor = 0 if watermark is None else watermark
         seen, tracked_runs, recent = self.seen, self.tracked, self.recent
         mask: list[bool] = []
@@ -104,6 +107,28 @@ class ChangeFilter:
             if chosen:
                 self.note_loaded(job_id, updated_at)
         return mask
+
+    def _first_sight(self, job_ids: Sequence[str]) -> bool:
+        """Whether no run of the page was read before in this sync (nor twice on it)."""
+        ids = set(job_ids)
+        return len(ids) == len(job_ids) and self.seen.keys().isdisjoint(ids)
+
+    def _load_all(self, job_ids: Sequence[str], updated: Sequence[int]) -> None:
+        """Note a page of runs read for the first time as loaded, all at once.
+
+        What `note_loaded` does run by run, in bulk: a backfill reads most of its runs
+        once, and this is its busiest loop.
+        """
+        self.seen.update(zip(job_ids, updated, strict=True))
+        self.loaded += len(job_ids)
+        newest = max(updated, default=None)
+        if newest is not None and (self._max_loaded is None or newest > self._max_loaded):
+            self._max_loaded = newest
+            cursor = self.cursor_after()
+            self._recent_floor = None if cursor is None else cursor - self.lag
+        floor = self._recent_floor
+        pairs = zip(job_ids, updated, strict=True)
+        self.recent.update(pairs if floor is None else ((j, u) for j, u in pairs if u >= floor))
 
     def note_loaded(self, job_id: str, updated_at: int) -> None:
         """Count a run as loaded (also for runs built from live_status)."""
