@@ -125,3 +125,16 @@ def test_a_backfill_notes_fresh_pages_in_bulk_exactly_as_run_by_run(
     assert len(bulk_pages) >= 3
     monkeypatch.setattr(ChangeFilter, "_first_sight", lambda self, job_ids: False)
     assert in_bulk == backfill()
+
+
+def test_a_run_loaded_again_behind_the_window_drops_its_older_window_entry() -> None:
+    # X was loaded past the read-from cap last time; now an older-looking version of it
+    # arrives. Its old entry must not survive: the next sync would skip X at that time.
+    state = {"cursor": "2026-11-01T12:00:00+00:00", "recent": {"X": T + 500 * SECOND}}
+    for load_all in (False, True):
+        changes = ChangeFilter.from_state(state, 300, {}, load_all=load_all)
+        changes.select(*page(("Y", T + 600 * SECOND, "completed")))
+        changes.select(*page(("X", T - 100 * SECOND, "completed")))
+        saved: dict[str, object] = {}
+        changes.save(saved)
+        assert saved["recent"] == {"Y": T + 600 * SECOND}, load_all

@@ -175,3 +175,10 @@ def test_run_awaiting_detail_that_arrives_with_list_blocks_is_detailed_by_the_ne
         "group by all having count(*) > 1)"
     )[0]
     assert duplicates == 0
+
+
+def test_a_backfill_still_reads_block_detail_up_to_the_cap(harness: Harness) -> None:
+    harness.sync(details=False)
+    report = harness.sync(backfill=True, max_detail_requests=50)
+    assert report.detail_requests == 50
+    assert harness.rows("select count(*) from sixtyfour.workflow_run_details")[0][0] == 50

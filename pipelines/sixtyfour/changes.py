@@ -128,7 +128,15 @@ class ChangeFilter:
             self._recent_floor = None if cursor is None else cursor - self.lag
         floor = self._recent_floor
         pairs = zip(job_ids, updated, strict=True)
-        self.recent.update(pairs if floor is None else ((j, u) for j, u in pairs if u >= floor))
+        if floor is None:
+            self.recent.update(pairs)
+            return
+        recent = self.recent
+        for job_id, updated_at in pairs:
+            if updated_at >= floor:
+                recent[job_id] = updated_at
+            elif recent:
+                recent.pop(job_id, None)  # as in note_loaded
 
     def note_loaded(self, job_id: str, updated_at: int) -> None:
         """Count a run as loaded (also for runs built from live_status)."""
@@ -141,6 +149,8 @@ class ChangeFilter:
             self._recent_floor = None if cursor is None else cursor - self.lag
         if self._recent_floor is None or updated_at >= self._recent_floor:
             self.recent[job_id] = updated_at
+        else:
+            self.recent.pop(job_id, None)  # an older entry of it must not outlive this load
 
     def cursor_after(self) -> int | None:
         """The cursor once this sync's runs are loaded; a backfill never moves it back."""

@@ -113,10 +113,11 @@ def _extract(
     batch: dict[str, dict[str, Any]] = {}
     yielded: set[str] = set()  # job_ids of the batches already yielded
     later: dict[str, dict[str, Any]] = {}
+    with_blocks: set[str] = set()  # runs whose list payload carried blocks
     for page in reader.pages():
         _collect(_changed_runs(page, changes), batch, yielded, later)
         if len(batch) >= settings.RUNS_PER_BATCH:
-            yield from _runs_tables(list(batch.values()))
+            yield from _runs_tables(list(batch.values()), with_blocks)
             yielded.update(batch)
             batch = {}
     if reader.workflows is not None:
@@ -135,14 +136,14 @@ def _extract(
     if unseen_runs():
         for page in reader.follow_up_pages(unseen_runs):
             _collect(_changed_runs(page, changes), batch, yielded, later)
-    yield from _runs_tables(list(batch.values()))
+    yield from _runs_tables(list(batch.values()), with_blocks)
     yielded.update(batch)
-    second_load.extend(_runs_tables(list(later.values())))
+    second_load.extend(_runs_tables(list(later.values()), with_blocks))
     unseen = list(unseen_runs())
-    # A run loaded by this sync may carry list blocks: its detail waits for the next sync,
+    # A run whose list payload carried blocks in this sync gets its detail in the next one,
     # so no load stages two sets of blocks for one run.
     backlog = (
-        [j for j in detail_backlog if j not in tracked and j not in yielded and j not in later]
+        [j for j in detail_backlog if j not in tracked and j not in with_blocks]
         if options.details
         else []
     )
@@ -183,11 +184,12 @@ def _collect(
             batch[job_id] = run
 
 
-def _runs_tables(runs: list[dict[str, Any]]) -> TableStream:
+def _runs_tables(runs: list[dict[str, Any]], with_blocks: set[str]) -> TableStream:
     """The tables of a batch of runs: the runs, their metrics and the blocks they carry.
 
     Shaping thousands of runs at once costs far less per run than page by page: Arrow's
-    fixed cost per call is paid once per column and batch.
+    fixed cost per call is paid once per column and batch. The job_ids of runs whose
+    blocks were yielded are added to `with_blocks`.
     """
     if not runs:
         return
@@ -199,6 +201,7 @@ def _runs_tables(runs: list[dict[str, Any]]) -> TableStream:
         if isinstance(run.get("blocks"), list) and run["blocks"]
     ]
     if listed_blocks:
+        with_blocks.update(job_id for job_id, _, _ in listed_blocks)
         yield BLOCKS_TABLE, shaping.blocks_table(listed_blocks)
 
 
