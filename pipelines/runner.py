@@ -289,6 +289,28 @@ def _finish_pending(pipeline: Pipeline, warehouse_settings: WarehouseSettings) -
             load_packages(pipeline, warehouse_settings)
         except PipelineStepFailed as exc:
             raise _unwrap(exc) from exc
+        repair_reloaded_rows(pipeline, warehouse_settings)
+
+
+def repair_reloaded_rows(pipeline: Pipeline, warehouse_settings: WarehouseSettings) -> None:
+    """After resuming an interrupted load, remove the rows it may have loaded twice."""
+    client = pipeline.sql_client()
+    try:
+        with opened(client, warehouse_settings):
+            for table in warehouse.TABLE_KEYS:
+                repeated = warehouse.keep_one_row_per_key(client, table)
+                if repeated:
+                    log.warning(
+                        "%s: %d keys loaded twice by the interrupted sync, kept once",
+                        table,
+                        repeated,
+                    )
+    except SyncError:
+        raise
+    except Exception as exc:  # a destination without DISTINCT ON: say so, fail nothing
+        log.warning(
+            "could not check the interrupted load for rows loaded twice: %s", redact(str(exc))
+        )
 
 
 def _record_failure(pipeline: Pipeline, report: SyncReport) -> None:

@@ -87,6 +87,47 @@ def tables_without_rows(client: Client, tables: Sequence[str]) -> frozenset[str]
     )
 
 
+# Each table's key, and which of the rows that share one is kept (duplicates that a reloaded
+# file leaves are equal; otherwise the newest wins).
+TABLE_KEYS: dict[str, tuple[str, str | None]] = {
+    "workflow_runs": ("job_id", "updated_at desc"),
+    "workflow_runs__metrics": ("job_id, metric", None),
+    "workflow_runs__blocks": ("job_id, block_index", None),
+    "workflow_run_details": ("job_id", "fetched_at desc"),
+    "workflows": ("id", "updated_at desc"),
+    "sync_runs": ("sync_id", None),
+}
+
+
+def keep_one_row_per_key(client: Client, table: str) -> int:
+    """Remove rows that repeat a key of `table` (DuckDB and PostgreSQL); how many keys were.
+
+    A load killed after a file's rows landed but before dlt recorded the file as done
+    loads that file again when resumed: appended rows, or staged rows that the merge is
+    told are distinct, then land twice.
+    """
+    key, newest_first = TABLE_KEYS[table]
+    rows = query(
+        client,
+        f"select count(*) as n from (select {key} from {{dataset}}.{table} "
+        f"group by {key} having count(*) > 1) as repeated",
+    )
+    repeated = int(rows[0]["n"]) if rows else 0
+    if not repeated:
+        return 0
+    qualified = client.make_qualified_table_name(table)
+    order = f"{key}, {newest_first}" if newest_first else key
+    with client.begin_transaction():
+        client.execute_sql(
+            f"create temporary table sixtyfour_kept as select distinct on ({key}) * "
+            f"from {qualified} order by {order}"
+        )
+        client.execute_sql(f"delete from {qualified}")
+        client.execute_sql(f"insert into {qualified} select * from sixtyfour_kept")
+        client.execute_sql("drop table sixtyfour_kept")
+    return repeated
+
+
 def last_syncs(client: Client, count: int) -> list[dict[str, Any]]:
     """The newest ledger rows."""
     return query(

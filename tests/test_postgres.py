@@ -20,7 +20,7 @@ import psycopg2
 import pytest
 
 from pipelines.config import WarehouseSettings
-from pipelines.runner import SyncRequest, run_sync
+from pipelines.runner import SyncRequest, make_pipeline, repair_reloaded_rows, run_sync
 from pipelines.sixtyfour.ledger import SyncReport
 from pipelines.views import view_names
 from tests.conftest import Harness, run_cli
@@ -239,3 +239,23 @@ def test_cli_run_on_postgres_exits_0_and_records_the_sync(postgres: PostgresWare
     )
     assert status.returncode == 0, status.stderr
     assert "last syncs:" in status.stdout
+
+
+def test_rows_a_resumed_load_repeated_are_kept_once(postgres: PostgresWarehouse) -> None:
+    postgres.sync(details=False)
+    # What a load killed between a file's rows landing and dlt recording it leaves after
+    # the file is loaded again: the same rows twice.
+    with postgres.connection.cursor() as cursor:
+        for table in ("workflow_runs", "workflow_runs__metrics", "sync_runs"):
+            qualified = f'"{postgres.dataset}".{table}'
+            cursor.execute(f"insert into {qualified} select * from {qualified} limit 7")
+    postgres.connection.commit()
+    repair_reloaded_rows(make_pipeline(WarehouseSettings.resolve()), WarehouseSettings.resolve())
+    assert_postgres_matches_api(postgres)
+    (repeated,) = postgres.dicts(
+        "select count(*) as n from (select job_id, metric from {dataset}.workflow_runs__metrics"
+        " group by job_id, metric having count(*) > 1) as r"
+    )
+    assert repeated["n"] == 0
+    (syncs,) = postgres.dicts("select count(*) as n from {dataset}.sync_runs")
+    assert syncs["n"] == 1
