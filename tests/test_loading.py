@@ -8,10 +8,11 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import dlt
 import pytest
 
 from pipelines.emulator import Fault
-from pipelines.sixtyfour import settings
+from pipelines.sixtyfour import settings, sixtyfour
 from tests.conftest import Harness, make_harness
 from tests.test_sync_core import assert_warehouse_matches_api
 
@@ -182,3 +183,40 @@ def test_a_backfill_still_reads_block_detail_up_to_the_cap(harness: Harness) -> 
     report = harness.sync(backfill=True, max_detail_requests=50)
     assert report.detail_requests == 50
     assert harness.rows("select count(*) from sixtyfour.workflow_run_details")[0][0] == 50
+
+
+def test_the_source_on_its_own_also_loads_the_newer_version(
+    one_busy_workflow: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # In someone else's pipeline nothing loads a second package: the newer version must
+    # land in the one load there is.
+    harness = one_busy_workflow
+    monkeypatch.setattr(settings, "RUNS_PER_BATCH", 10)
+    workflow_id = harness.world.workflows()[0]["id"]
+    newest_completed = next(
+        r for r in json.loads(harness.world.runs_json(limit=500)) if r["status"] == "completed"
+    )
+    harness.server.faults.add(
+        Fault(
+            transform=lambda body: changed_run(body, later),
+            query={"workflow_id": workflow_id, "status": "completed"},
+        )
+    )
+    pipeline = dlt.pipeline(
+        pipeline_name="own_pipeline",
+        destination=dlt.destinations.duckdb(str(harness.duckdb_path)),
+        dataset_name="sixtyfour",
+    )
+    pipeline.run(sixtyfour(backfill=True, details=False, **harness.source_args()))
+    job_id = newest_completed["job_id"]
+    (copies, updated_at) = harness.rows(
+        f"select count(*), max(updated_at) from sixtyfour.workflow_runs where job_id = '{job_id}'"
+    )[0]
+    assert copies == 1
+    assert updated_at == datetime.fromisoformat(newest_completed["updated_at"]) + timedelta(
+        minutes=5
+    )
+    (duplicates,) = harness.rows(
+        "select count(*) - count(distinct job_id) from sixtyfour.workflow_runs"
+    )[0]
+    assert duplicates == 0

@@ -33,21 +33,30 @@ __all__ = ["Extraction", "SyncReport", "TrackedRun", "second_load", "sixtyfour"]
 _MERGE: Any = {"disposition": "merge", "strategy": "delete-insert", "deduplicated": True}
 
 
-def _table_hints(append: bool) -> dict[str, Any]:
+# Without the runner (the source in someone else's pipeline), newer versions of a run go
+# into the same load as the older one: dlt deduplicates it, keeping the newest updated_at.
+_MERGE_DEDUPLICATING: Any = {"disposition": "merge", "strategy": "delete-insert"}
+_NEWEST_FIRST: list[Any] = [{"name": "updated_at", "dedup_sort": "desc"}]
+
+
+def _table_hints(append: bool, deduplicated: bool = True) -> dict[str, Any]:
     """Hints per table (the one resource writes all of them).
 
     Child tables are replaced per run: the merge key job_id deletes a run's old rows before
     the new ones land. A table the warehouse holds no row of is appended to instead: there
     is nothing to replace, and a merge would stage and copy every row once more.
     """
-    disposition: Any = "append" if append else _MERGE
+    disposition: Any = "append" if append else _MERGE if deduplicated else _MERGE_DEDUPLICATING
     # The marker that deletes a run's old metric rows means something to a merge only.
     marker: list[Any] = [{"name": METRICS_MARKER, "data_type": "bool", "hard_delete": True}]
     if append:
         marker = []
     return {
         "workflow_runs": dlt.mark.make_hints(
-            table_name="workflow_runs", primary_key="job_id", write_disposition=disposition
+            table_name="workflow_runs",
+            primary_key="job_id",
+            write_disposition=disposition,
+            columns=[] if deduplicated else _NEWEST_FIRST,
         ),
         "workflows": dlt.mark.make_hints(
             table_name="workflows", primary_key="id", write_disposition=disposition
@@ -74,6 +83,7 @@ def _table_hints(append: bool) -> dict[str, Any]:
 
 TABLE_HINTS = _table_hints(append=False)
 APPEND_HINTS = _table_hints(append=True)
+LIBRARY_HINTS = _table_hints(append=False, deduplicated=False)
 
 
 @dlt.source(name="sixtyfour", max_table_nesting=0)
@@ -138,6 +148,9 @@ def sixtyfour(
             concurrency=concurrency,
         )
 
+    # The runner loads the newer versions set aside in a second package; used on its own,
+    # the source puts them into its one package and lets dlt deduplicate it.
+    runner_loads_later_versions = extraction is not None
     run_extraction = extraction if extraction is not None else Extraction()
 
     def stream(client: SixtyfourClient, state: MutableMapping[str, Any]) -> TableStream:
@@ -156,12 +169,16 @@ def sixtyfour(
 
     @dlt.resource(name="workflow_runs", write_disposition=_MERGE)
     def workflow_runs() -> Iterator[Any]:
+        merge_hints = TABLE_HINTS if runner_loads_later_versions else LIBRARY_HINTS
         for table_name, table in run_extraction.tables(dlt.current.resource_state()):
-            hints = TABLE_HINTS
+            hints = merge_hints
             if table_name in run_extraction.append_tables:
                 hints = APPEND_HINTS
                 table = without_markers(table) if table_name == METRICS_TABLE else table
             yield dlt.mark.with_hints(table, hints[table_name], create_table_variant=True)
+        if not runner_loads_later_versions:
+            for table_name, table in run_extraction.second_load:
+                yield dlt.mark.with_hints(table, merge_hints[table_name], create_table_variant=True)
 
     return workflow_runs
 
