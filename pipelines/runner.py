@@ -29,7 +29,7 @@ from pipelines.config import WarehouseSettings
 from pipelines.lock import PipelineLock
 from pipelines.memory import release_freed_memory
 from pipelines.output import redact
-from pipelines.sixtyfour import TABLE_HINTS, Extraction, second_load, settings, sixtyfour
+from pipelines.sixtyfour import TABLE_HINTS, Extraction, later_versions, settings, sixtyfour
 from pipelines.sixtyfour.errors import ConfigError, DestinationBusyError, SyncError
 from pipelines.sixtyfour.ledger import LEDGER_TABLE, SyncReport
 from pipelines.sixtyfour.reader import ProgressCallback
@@ -179,7 +179,7 @@ def _sync(
         if extraction.second_load:
             # Runs that changed while the sync read them: their newer versions replace the
             # older ones in a load of their own, right after the first.
-            pipeline.extract(second_load(extraction))
+            pipeline.extract(later_versions(extraction))
         release_freed_memory()
         pipeline.normalize()
         _wait_for_warehouse(warehouse_settings)

@@ -26,7 +26,7 @@ from pipelines.sixtyfour.metrics import METRICS_MARKER, without_markers
 from pipelines.sixtyfour.prefetch import Extraction, TableStream
 from pipelines.sixtyfour.reader import ProgressCallback
 
-__all__ = ["Extraction", "SyncReport", "TrackedRun", "second_load", "sixtyfour"]
+__all__ = ["Extraction", "SyncReport", "TrackedRun", "later_versions", "sixtyfour"]
 
 # The extraction stages each key once per load (one version per run, see extract.py), so
 # dlt need not deduplicate the staged rows: that costs a window over all of them.
@@ -183,12 +183,12 @@ def sixtyfour(
     return workflow_runs
 
 
-def second_load(extraction: Extraction) -> DltResource:
+def later_versions(extraction: Extraction) -> DltResource:
     """The runs an extraction set aside for a load after its own (see `extract_tables`)."""
 
     @dlt.resource(name="later_versions", write_disposition=_MERGE)
-    def later_versions() -> Iterator[Any]:
+    def set_aside() -> Iterator[Any]:
         for table_name, table in extraction.second_load:
             yield dlt.mark.with_hints(table, TABLE_HINTS[table_name], create_table_variant=True)
 
-    return later_versions
+    return set_aside
