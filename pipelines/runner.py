@@ -183,7 +183,10 @@ def _sync(
         release_freed_memory()
         pipeline.normalize()
         _wait_for_warehouse(warehouse_settings)
+        gained_rows = refresh is None and _gained_rows(client, warehouse_settings, extraction)
         load_packages(pipeline, warehouse_settings)
+        if gained_rows:
+            repair_reloaded_rows(pipeline, warehouse_settings)
     except PipelineStepFailed as exc:
         # Nothing of a failed extraction may load later: the pages before the failure would
         # land without the cursor that goes with them.
@@ -192,6 +195,21 @@ def _sync(
         raise _unwrap(exc) from exc
     report.details_pending = max(0, waiting - report.detail_requests)
     return True
+
+
+def _gained_rows(
+    client: warehouse.Client, warehouse_settings: WarehouseSettings, extraction: Extraction
+) -> bool:
+    """Whether a table found empty at the start, and so appended to, holds rows by now.
+
+    Only another sync with its own pipeline state (another DLT_DATA_DIR, so another lock)
+    can have loaded it meanwhile; the rows both appended are then kept once per key.
+    """
+    appended = extraction.append_tables - {LEDGER_TABLE}
+    if not appended:
+        return False
+    with opened(client, warehouse_settings):
+        return bool(appended - warehouse.tables_without_rows(client, sorted(appended)))
 
 
 def load_packages(pipeline: Pipeline, warehouse_settings: WarehouseSettings) -> None:

@@ -11,6 +11,7 @@ from typing import Any
 import dlt
 import pytest
 
+from pipelines import warehouse
 from pipelines.emulator import Fault
 from pipelines.sixtyfour import settings, sixtyfour
 from tests.conftest import Harness, make_harness
@@ -220,3 +221,27 @@ def test_the_source_on_its_own_also_loads_the_newer_version(
         "select count(*) - count(distinct job_id) from sixtyfour.workflow_runs"
     )[0]
     assert duplicates == 0
+
+
+def test_rows_another_sync_loaded_since_the_start_are_kept_once(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A sync with its own state (another DLT_DATA_DIR) filled the tables after this one
+    # found them empty: both appended the same runs.
+    harness.sync(details=False)
+    real = warehouse.tables_without_rows
+    calls: list[int] = []
+
+    def empty_at_the_start(client: Any, tables: Any) -> frozenset[str]:
+        calls.append(1)
+        return frozenset(tables) if len(calls) == 1 else real(client, tables)
+
+    monkeypatch.setattr(warehouse, "tables_without_rows", empty_at_the_start)
+    harness.sync(details=False, backfill=True)
+    assert len(calls) == 2  # found empty, then checked again before the load
+    assert_warehouse_matches_api(harness)
+    (repeated,) = harness.rows(
+        "select count(*) from (select job_id, metric from sixtyfour.workflow_runs__metrics "
+        "group by all having count(*) > 1)"
+    )[0]
+    assert repeated == 0
