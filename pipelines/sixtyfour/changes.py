@@ -121,11 +121,8 @@ class ChangeFilter:
         """
         self.seen.update(zip(job_ids, updated, strict=True))
         self.loaded += len(job_ids)
-        newest = max(updated, default=None)
-        if newest is not None and (self._max_loaded is None or newest > self._max_loaded):
-            self._max_loaded = newest
-            cursor = self.cursor_after()
-            self._recent_floor = None if cursor is None else cursor - self.lag
+        if updated:
+            self._note_newest(max(updated))
         floor = self._recent_floor
         pairs = zip(job_ids, updated, strict=True)
         if floor is None:
@@ -141,16 +138,22 @@ class ChangeFilter:
     def note_loaded(self, job_id: str, updated_at: int) -> None:
         """Count a run as loaded (also for runs built from live_status)."""
         self.loaded += 1
-        if self._max_loaded is None or updated_at > self._max_loaded:
-            self._max_loaded = updated_at
-            # Only the lag window of the cursor is saved, and the cursor only grows: a run
-            # already behind it is never kept (a backfill would otherwise hold every run).
-            cursor = self.cursor_after()
-            self._recent_floor = None if cursor is None else cursor - self.lag
+        self._note_newest(updated_at)
         if self._recent_floor is None or updated_at >= self._recent_floor:
             self.recent[job_id] = updated_at
         else:
             self.recent.pop(job_id, None)  # an older entry of it must not outlive this load
+
+    def _note_newest(self, updated_at: int) -> None:
+        """Raise the newest loaded updated_at, and with it the floor of the saved window.
+
+        Only the lag window of the cursor is saved, and the cursor only grows: a run
+        already behind it is never kept (a backfill would otherwise hold every run).
+        """
+        if self._max_loaded is None or updated_at > self._max_loaded:
+            self._max_loaded = updated_at
+            cursor = self.cursor_after()
+            self._recent_floor = None if cursor is None else cursor - self.lag
 
     def cursor_after(self) -> int | None:
         """The cursor once this sync's runs are loaded; a backfill never moves it back."""
