@@ -89,13 +89,17 @@ def tables_without_rows(client: Client, tables: Sequence[str]) -> frozenset[str]
 
 # Each table's key, and which of the rows that share one is kept (duplicates that a reloaded
 # file leaves are equal; otherwise the newest wins).
+_NEWEST_FIRST = {
+    "workflow_runs": "updated_at desc",
+    "workflow_run_details": "fetched_at desc",
+    "workflows": "updated_at desc",
+}
 TABLE_KEYS: dict[str, tuple[str, str | None]] = {
-    "workflow_runs": ("job_id", "updated_at desc"),
-    "workflow_runs__metrics": ("job_id, metric", None),
-    "workflow_runs__blocks": ("job_id, block_index", None),
-    "workflow_run_details": ("job_id", "fetched_at desc"),
-    "workflows": ("id", "updated_at desc"),
-    "sync_runs": ("sync_id", None),
+    **{
+        table: (", ".join(key), _NEWEST_FIRST.get(table))
+        for table, key in settings.PRIMARY_KEYS.items()
+    },
+    "sync_runs": ("sync_id", None),  # the ledger is appended: its rows name their sync
 }
 
 

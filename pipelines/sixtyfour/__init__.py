@@ -51,31 +51,38 @@ def _table_hints(append: bool, deduplicated: bool = True) -> dict[str, Any]:
     marker: list[Any] = [{"name": METRICS_MARKER, "data_type": "bool", "hard_delete": True}]
     if append:
         marker = []
+    # One key column by its name, several as a list: the hints dlt stores stay as they were.
+    keys: dict[str, Any] = {
+        table: key[0] if len(key) == 1 else list(key)
+        for table, key in settings.PRIMARY_KEYS.items()
+    }
     return {
         "workflow_runs": dlt.mark.make_hints(
             table_name="workflow_runs",
-            primary_key="job_id",
+            primary_key=keys["workflow_runs"],
             write_disposition=disposition,
             columns=[] if deduplicated else _NEWEST_FIRST,
         ),
         "workflows": dlt.mark.make_hints(
-            table_name="workflows", primary_key="id", write_disposition=disposition
+            table_name="workflows", primary_key=keys["workflows"], write_disposition=disposition
         ),
         "workflow_runs__metrics": dlt.mark.make_hints(
             table_name="workflow_runs__metrics",
-            primary_key=["job_id", "metric"],
+            primary_key=keys["workflow_runs__metrics"],
             merge_key="job_id",
             write_disposition=disposition,
             columns=marker,
         ),
         "workflow_runs__blocks": dlt.mark.make_hints(
             table_name="workflow_runs__blocks",
-            primary_key=["job_id", "block_index"],
+            primary_key=keys["workflow_runs__blocks"],
             merge_key="job_id",
             write_disposition=disposition,
         ),
         "workflow_run_details": dlt.mark.make_hints(
-            table_name="workflow_run_details", primary_key="job_id", write_disposition=disposition
+            table_name="workflow_run_details",
+            primary_key=keys["workflow_run_details"],
+            write_disposition=disposition,
         ),
         LEDGER_TABLE: dlt.mark.make_hints(table_name=LEDGER_TABLE, write_disposition="append"),
     }

@@ -41,6 +41,15 @@ RUN_REQUIRED_FIELDS = ("job_id", "workflow_id", "status", "updated_at", "queued_
 
 WORKFLOW_TIMESTAMP_FIELDS = ("created_at", "updated_at", "last_run_date")
 
+# Each merged table's key: dlt's primary key, and what a repaired load keeps one row of.
+PRIMARY_KEYS: dict[str, tuple[str, ...]] = {
+    "workflow_runs": ("job_id",),
+    "workflow_runs__metrics": ("job_id", "metric"),
+    "workflow_runs__blocks": ("job_id", "block_index"),
+    "workflow_run_details": ("job_id",),
+    "workflows": ("id",),
+}
+
 # Runs gathered into one batch before handing them to dlt (with their metrics and blocks).
 RUNS_PER_BATCH = 5_000
 
