@@ -91,24 +91,32 @@ def later(run: dict[str, Any]) -> None:
     run["metrics"] = {"rows_out": 7, "late_fix": 1}
 
 
-def test_run_that_changes_after_its_older_version_was_staged_loads_only_the_newer(
-    one_busy_workflow: Harness, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    harness = one_busy_workflow
+def change_mid_backfill(harness: Harness, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """The newest completed run, armed to change between two pages of a backfill.
+
+    It changes between its workflow's page and its status=completed page, after a batch
+    already yielded its older version, which is returned.
+    """
     # Tiny batches: the workflow's page is yielded before its status pages are read.
     monkeypatch.setattr(settings, "RUNS_PER_BATCH", 10)
     workflow_id = harness.world.workflows()[0]["id"]
-    newest_completed = next(
-        r for r in json.loads(harness.world.runs_json(limit=500)) if r["status"] == "completed"
-    )
-    job_id = newest_completed["job_id"]
-    # The run changes between the workflow's page and its status=completed page.
     harness.server.faults.add(
         Fault(
             transform=lambda body: changed_run(body, later),
             query={"workflow_id": workflow_id, "status": "completed"},
         )
     )
+    return next(
+        r for r in json.loads(harness.world.runs_json(limit=500)) if r["status"] == "completed"
+    )
+
+
+def test_run_that_changes_after_its_older_version_was_staged_loads_only_the_newer(
+    one_busy_workflow: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    harness = one_busy_workflow
+    newest_completed = change_mid_backfill(harness, monkeypatch)
+    job_id = newest_completed["job_id"]
     report = harness.sync(details=False, backfill=True)
     assert report.runs_loaded == report.runs_seen + 1  # that run twice
 
@@ -192,17 +200,7 @@ def test_the_source_on_its_own_also_loads_the_newer_version(
     # In someone else's pipeline nothing loads a second package: the newer version must
     # land in the one load there is.
     harness = one_busy_workflow
-    monkeypatch.setattr(settings, "RUNS_PER_BATCH", 10)
-    workflow_id = harness.world.workflows()[0]["id"]
-    newest_completed = next(
-        r for r in json.loads(harness.world.runs_json(limit=500)) if r["status"] == "completed"
-    )
-    harness.server.faults.add(
-        Fault(
-            transform=lambda body: changed_run(body, later),
-            query={"workflow_id": workflow_id, "status": "completed"},
-        )
-    )
+    newest_completed = change_mid_backfill(harness, monkeypatch)
     pipeline = dlt.pipeline(
         pipeline_name="own_pipeline",
         destination=dlt.destinations.duckdb(str(harness.duckdb_path)),
