@@ -74,7 +74,7 @@ def main() -> None:
     os.environ["RUNTIME__DLTHUB_TELEMETRY"] = "false"
     with Emulator(args.workflows, args.runs, args.in_flight_share) as emulator:
         from pipelines.config import WarehouseSettings, use_project_settings
-        from pipelines.memory import release_freed_memory
+        from pipelines.memory import lean_cycle_collection, release_freed_memory
         from pipelines.runner import DATA_TABLES, load_packages, make_pipeline
         from pipelines.sixtyfour import Extraction, sixtyfour
 
@@ -103,7 +103,7 @@ def main() -> None:
             ("load", lambda: load_packages(pipeline, warehouse)),
         ]
         profiler = cProfile.Profile() if args.cprofile else None
-        with RssSampler() as sampler:
+        with RssSampler() as sampler, lean_cycle_collection():  # as run_sync does
             print(f"before: rss {sampler.phase_peak() / 2**20:.0f} MB")
             for name, step in steps:
                 started, cpu = time.perf_counter(), time.process_time()

@@ -27,7 +27,7 @@ from dlt.pipeline.pipeline import Pipeline
 from pipelines import views, warehouse
 from pipelines.config import WarehouseSettings
 from pipelines.lock import PipelineLock
-from pipelines.memory import release_freed_memory
+from pipelines.memory import lean_cycle_collection, release_freed_memory
 from pipelines.output import redact
 from pipelines.sixtyfour import TABLE_HINTS, Extraction, later_versions, settings, sixtyfour
 from pipelines.sixtyfour.errors import ConfigError, DestinationBusyError, SyncError
@@ -101,7 +101,8 @@ def run_sync(warehouse_settings: WarehouseSettings, request: SyncRequest) -> Syn
                 # No local state (a new DLT_DATA_DIR): take the cursor from the warehouse,
                 # where dlt keeps it with every load, rather than read everything again.
                 pipeline.sync_destination()
-            loaded_by_dlt = _sync(pipeline, warehouse_settings, request, report)
+            with lean_cycle_collection():
+                loaded_by_dlt = _sync(pipeline, warehouse_settings, request, report)
         except Exception as exc:
             text = str(exc) if isinstance(exc, SyncError) else f"{type(exc).__name__}: {exc}"
             report.error = redact(text)

@@ -168,7 +168,7 @@ class SixtyfourClient:
             self._pacer.wait_turn()
             retry_wait: float | None = None
             try:
-                response = self._http.get(path, params=params)
+                response, body = self._send(path, params)
             except (httpx.TimeoutException, httpx.TransportError) as exc:
                 self.stats.count(retry=attempt > 0)
                 failure = f"{type(exc).__name__} on GET {_describe(path, params)}"
@@ -176,7 +176,7 @@ class SixtyfourClient:
                 self.stats.count(retry=attempt > 0, rate_limited=response.status_code == 429)
                 self._note_budget(response)
                 if response.status_code == 200:
-                    return response.content
+                    return body
                 failure = _check_status(response, path, params)
                 retry_wait = _retry_after(response)
             attempt += 1
@@ -188,6 +188,20 @@ class SixtyfourClient:
             wait = self._backoff(attempt, retry_wait)
             log.info("%s; retry %d/%d in %.1fs", failure, attempt, self._max_retries, wait)
             time.sleep(wait)
+
+    def _send(self, path: str, params: dict[str, str | int]) -> tuple[httpx.Response, bytes]:
+        """One GET: the response, and the body of a 200 kept apart from it.
+
+        httpx holds a response in a reference cycle (with its stream), so a body stored on it
+        lives until the cyclic collector runs, which a sync pauses: read into bytes of our
+        own, a page is freed as soon as it is parsed. Other answers keep their body on the
+        response, for the error message.
+        """
+        with self._http.stream("GET", path, params=params) as response:
+            if response.status_code != 200:
+                response.read()
+                return response, b""
+            return response, b"".join(response.iter_bytes())
 
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
         if retry_after is not None:

@@ -1,0 +1,83 @@
+"""What a sync does to the process's memory management: the collector, response bodies."""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from pipelines import runner
+from pipelines.emulator import Fault
+from pipelines.sixtyfour.client import SixtyfourClient
+from pipelines.sixtyfour.errors import SyncError
+from tests.conftest import API_KEY, Harness
+
+HOST_THRESHOLDS = (900, 11, 12)  # what the host process had set: not Python's defaults
+
+
+@pytest.fixture
+def host_thresholds() -> Iterator[None]:
+    before = gc.get_threshold()
+    gc.set_threshold(*HOST_THRESHOLDS)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*before)
+
+
+def watch_thresholds_during_sync(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, ...]]:
+    """The collector thresholds at the point a sync releases the extraction's memory."""
+    seen: list[tuple[int, ...]] = []
+    release = runner.release_freed_memory
+
+    def watched() -> None:
+        seen.append(gc.get_threshold())
+        release()
+
+    monkeypatch.setattr(runner, "release_freed_memory", watched)
+    return seen
+
+
+@pytest.mark.usefixtures("host_thresholds")
+def test_a_sync_collects_cycles_rarely_and_restores_the_hosts_settings(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    during = watch_thresholds_during_sync(monkeypatch)
+    assert harness.sync(details=False).status == "ok"
+    assert len(during) == 1
+    young, middle, old = during[0]
+    assert young >= 10_000 and middle >= 1_000_000 and old >= 1_000_000
+    assert gc.get_threshold() == HOST_THRESHOLDS
+
+
+@pytest.mark.usefixtures("host_thresholds")
+def test_a_failed_sync_also_restores_the_hosts_collector_settings(harness: Harness) -> None:
+    harness.server.faults.add(Fault(status=401))
+    with pytest.raises(SyncError):
+        harness.sync(details=False)
+    assert gc.get_threshold() == HOST_THRESHOLDS
+
+
+def test_a_page_body_is_not_left_on_the_response(harness: Harness) -> None:
+    """httpx keeps each response in a reference cycle: the page must not ride along."""
+    gc.collect()
+    gc.disable()  # as good as the rare collection of a sync: the cycles stay
+    try:
+        with SixtyfourClient(API_KEY, harness.server.base_url, rate_limit_per_minute=0) as client:
+            runs = client.list_runs()
+        assert len(runs) > 100
+        responses = [o for o in gc.get_objects() if isinstance(o, httpx.Response)]
+        assert responses, "the cycle this guards against is gone: the test needs a new look"
+        kept = [r for r in responses if len(getattr(r, "_content", b"")) > 1000]
+        assert kept == []
+    finally:
+        gc.enable()
+
+
+def test_an_error_body_still_reaches_the_message(harness: Harness) -> None:
+    harness.server.faults.add(Fault(status=402))  # its body names the reason
+    with SixtyfourClient(API_KEY, harness.server.base_url, rate_limit_per_minute=0) as client:
+        with pytest.raises(SyncError, match="Insufficient credits"):
+            client.list_runs()
