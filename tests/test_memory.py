@@ -78,6 +78,6 @@ def test_a_page_body_is_not_left_on_the_response(harness: Harness) -> None:
 
 def test_an_error_body_still_reaches_the_message(harness: Harness) -> None:
     harness.server.faults.add(Fault(status=402))  # its body names the reason
-    with SixtyfourClient(API_KEY, harness.server.base_url, rate_limit_per_minute=0) as client:
-        with pytest.raises(SyncError, match="Insufficient credits"):
-            client.list_runs()
+    client = SixtyfourClient(API_KEY, harness.server.base_url, rate_limit_per_minute=0)
+    with client, pytest.raises(SyncError, match="Insufficient credits"):
+        client.list_runs()
