@@ -97,7 +97,11 @@ def run_sync(warehouse_settings: WarehouseSettings, request: SyncRequest) -> Syn
     with lock_for(pipeline):
         try:
             _finish_pending(pipeline, warehouse_settings)
-            if not request.full_refresh and not _resource_state(pipeline):
+            if (
+                not request.full_refresh
+                and not _resource_state(pipeline)
+                and _may_hold_state(warehouse_settings)
+            ):
                 # No local state (a new DLT_DATA_DIR): take the cursor from the warehouse,
                 # where dlt keeps it with every load, rather than read everything again.
                 pipeline.sync_destination()
@@ -223,6 +227,14 @@ def load_packages(pipeline: Pipeline, warehouse_settings: WarehouseSettings) -> 
 def _publish(warehouse_settings: WarehouseSettings) -> None:
     if warehouse_settings.snapshot_path and warehouse_settings.duckdb_path:
         publish_snapshot(warehouse_settings.duckdb_path, warehouse_settings.snapshot_path)
+
+
+def _may_hold_state(warehouse_settings: WarehouseSettings) -> bool:
+    """False when the warehouse is a DuckDB file that does not exist yet: no state to restore.
+
+    Asking dlt to look costs a first backfill a connection and several queries for nothing.
+    """
+    return warehouse_settings.duckdb_path is None or warehouse_settings.duckdb_path.exists()
 
 
 def _resource_state(pipeline: Pipeline) -> dict[str, Any]:

@@ -10,6 +10,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import pytest
+from dlt.pipeline.pipeline import Pipeline
+
 from pipelines.sixtyfour.timestamps import parse_instant
 from tests.conftest import Harness
 
@@ -134,6 +137,27 @@ def test_sync_with_nothing_changed_loads_nothing(harness: Harness) -> None:
     assert ledger[-1]["status"] == "ok" and ledger[-1]["runs_loaded"] == 0
     assert ledger[-1]["api_requests"] == harness.server.request_count
     assert ledger[-1]["cursor_after"] == ledger[0]["cursor_after"]
+
+
+def test_a_lost_state_folder_takes_the_cursor_from_the_warehouse(
+    harness: Harness, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    looked: list[str] = []
+    look = Pipeline.sync_destination
+
+    def counted(self: Pipeline, *args: Any, **kwargs: Any) -> None:
+        looked.append(self.pipeline_name)
+        look(self, *args, **kwargs)
+
+    monkeypatch.setattr(Pipeline, "sync_destination", counted)
+    first = harness.sync(details=False)
+    assert looked == []  # a DuckDB file that does not exist yet holds no state to look for
+    monkeypatch.setenv("DLT_DATA_DIR", str(tmp_path / "another-dlt"))
+    harness.server.reset_stats()
+    report = harness.sync(details=False)
+    assert looked == ["sixtyfour"]
+    assert report.cursor_before == first.cursor_after
+    assert report.runs_loaded == 0 and harness.server.request_count <= 2
 
 
 def test_mixed_timestamp_offsets_are_stored_as_the_same_instants(harness: Harness) -> None:
