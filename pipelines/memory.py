@@ -48,21 +48,22 @@ def use_lean_allocators() -> None:
         log.debug("mallopt is not available here (not glibc): arenas left as they are")
 
 
-# Python's cyclic collector during a sync: a young-generation pass only once this many more
-# container objects are alive (the default is 700), and no older-generation passes at all.
-_SYNC_GC_THRESHOLDS = (50_000, 1_000_000_000, 1_000_000_000)
+# Python's cyclic collector during a sync: a young pass once 50,000 more container objects
+# are alive (the default is 700), a middle one every 10 young ones, and no full pass at all.
+_SYNC_GC_THRESHOLDS = (50_000, 10, 1_000_000_000)
 
 
 @contextmanager
 def lean_cycle_collection() -> Iterator[None]:
-    """Run Python's cyclic garbage collector rarely, and on young objects only, meanwhile.
+    """Run Python's cyclic garbage collector rarely, and never over all objects, meanwhile.
 
     A sync frees what it reads by reference counting: a page, a batch of runs and their
     Arrow tables hold no reference cycles. With the default settings the collector, set
     off by the many dicts each page parses into, walked the live batch again and again:
-    more than a second of a 200,000-run backfill. Young passes still run, now and then,
-    for the cycles each HTTP response leaves behind. The setting is process-wide, which a
-    cron job can afford; it is restored as soon as the sync ends.
+    more than a second of a 200,000-run backfill. Young and middle passes still run now
+    and then, for the cycles each HTTP response leaves behind (a response still in flight
+    at a young pass is collected at a later middle one). The setting is process-wide,
+    which a cron job can afford; it is restored as soon as the sync ends.
     """
     thresholds = gc.get_threshold()
     gc.set_threshold(*_SYNC_GC_THRESHOLDS)
