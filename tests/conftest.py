@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -18,6 +19,11 @@ from pipelines.runner import SyncRequest, run_sync
 from pipelines.sixtyfour.ledger import SyncReport
 
 API_KEY = "test-key-7f3c"
+# The PostgreSQL server the destination and view tests use (a URL, as dlt and libpq read it);
+# dlt wants a password in it even when the server trusts local connections.
+POSTGRES_URL = os.environ.get(
+    "SIXTYFOUR_TEST_POSTGRES_URL", "postgresql://postgres:unused@127.0.0.1:5432/test"
+)
 
 
 @pytest.fixture(autouse=True)

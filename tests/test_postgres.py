@@ -7,7 +7,6 @@ tests are skipped; set SIXTYFOUR_TEST_POSTGRES_URL to use another one.
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -23,13 +22,9 @@ from pipelines.config import WarehouseSettings
 from pipelines.runner import SyncRequest, make_pipeline, repair_reloaded_rows, run_sync
 from pipelines.sixtyfour.ledger import SyncReport
 from pipelines.views import view_names
-from tests.conftest import Harness, run_cli
+from tests.conftest import POSTGRES_URL, Harness, run_cli
 from tests.test_sync_core import assert_rows_match_api, flatten_metrics
 
-# dlt wants a password in the URL even when the server trusts local connections.
-POSTGRES_URL = os.environ.get(
-    "SIXTYFOUR_TEST_POSTGRES_URL", "postgresql://postgres:unused@127.0.0.1:5432/test"
-)
 # Not UTC on purpose: what the tests read back must be the same instants whatever the session.
 SESSION_TIME_ZONE = "America/Los_Angeles"
 

@@ -3,7 +3,6 @@ schema, then read back to check the numbers they report."""
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -23,10 +22,8 @@ from pipelines.views import (
     existing_tables_sql,
     view_names,
 )
+from tests.conftest import POSTGRES_URL
 
-POSTGRES_DSN = os.environ.get(
-    "SIXTYFOUR_TEST_POSTGRES_DSN", "host=127.0.0.1 port=5432 user=postgres dbname=test"
-)
 # Not UTC on purpose: day boundaries in the views must be UTC whatever the session says.
 SESSION_TIME_ZONE = "America/Los_Angeles"
 
@@ -248,9 +245,9 @@ def duckdb_warehouse(tmp_path: Path) -> Iterator[Warehouse]:
 @pytest.fixture
 def postgres_warehouse() -> Iterator[Warehouse]:
     try:
-        connection = psycopg2.connect(POSTGRES_DSN, connect_timeout=3)
+        connection = psycopg2.connect(POSTGRES_URL, connect_timeout=3)
     except psycopg2.OperationalError as error:
-        pytest.skip(f"PostgreSQL is not reachable at '{POSTGRES_DSN}': {error}".strip())
+        pytest.skip(f"PostgreSQL is not reachable at '{POSTGRES_URL}': {error}".strip())
     connection.autocommit = True
     schema = f"test_views_{uuid.uuid4().hex[:12]}"
     cursor = connection.cursor()
