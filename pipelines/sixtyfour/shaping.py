@@ -12,13 +12,20 @@ from datetime import datetime
 from operator import itemgetter
 from typing import Any
 
-import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from pipelines.sixtyfour import settings
+from pipelines.sixtyfour.columns import (
+    float_array,
+    int_or_null,
+    integer_column,
+    text_array,
+    timestamp_column,
+    with_keys,
+)
 from pipelines.sixtyfour.errors import ApiResponseError
-from pipelines.sixtyfour.timestamps import UTC_MICROS, BadTimestamp, parse_instant, to_utc_array
+from pipelines.sixtyfour.timestamps import UTC_MICROS
 
 _KNOWN_RUN_FIELDS = frozenset(
     settings.RUN_TIMESTAMP_FIELDS
@@ -26,10 +33,6 @@ _KNOWN_RUN_FIELDS = frozenset(
     + settings.RUN_INTEGER_FIELDS
     + settings.RUN_NESTED_FIELDS
 )
-_REQUIRED_TIMESTAMPS = frozenset(settings.RUN_REQUIRED_FIELDS) & set(settings.RUN_TIMESTAMP_FIELDS)
-# A value that arrives with another type than the column's keeps its text here (dlt's name
-# for a variant column), so a type change in the API never fails a sync nor loses the value.
-VARIANT_SUFFIX = "__v_text"
 
 
 # The known scalar fields with the types the API documents (timestamps still as text).
@@ -59,18 +62,18 @@ def runs_table(runs: Sequence[dict[str, Any]], where: str) -> pa.Table:
         for name in settings.RUN_TEXT_FIELDS + settings.RUN_INTEGER_FIELDS:
             columns[name] = typed.field(name)
         for name in settings.RUN_TIMESTAMP_FIELDS:
-            _timestamp_column(columns, name, typed.field(name), where)
+            timestamp_column(columns, name, typed.field(name), where)
     else:
         for name in settings.RUN_TEXT_FIELDS:
-            columns[name] = _text_array([run.get(name) for run in runs])
+            columns[name] = text_array([run.get(name) for run in runs])
         for name in settings.RUN_TIMESTAMP_FIELDS:
-            _timestamp_column(columns, name, [run.get(name) for run in runs], where)
+            timestamp_column(columns, name, [run.get(name) for run in runs], where)
         for name in settings.RUN_INTEGER_FIELDS:
-            _integer_column(columns, name, [run.get(name) for run in runs])
+            integer_column(columns, name, [run.get(name) for run in runs])
     for name in sorted(_extra_fields(runs)):
         # Fields the API added later: kept as text so a later type change cannot break loads.
-        columns[name] = _text_array([run.get(name) for run in runs])
-    return _with_keys(pa.table(columns), "job_id")
+        columns[name] = text_array([run.get(name) for run in runs])
+    return with_keys(pa.table(columns), "job_id")
 
 
 @dataclass(frozen=True)
@@ -113,7 +116,7 @@ def page_keys(runs: Sequence[dict[str, Any]], where: str) -> PageKeys:
         raise ApiResponseError(f"GET {where} answered a job_id that is not a string")
     instants: dict[str, pa.Array] = {}
     for name in ("updated_at", "queued_at"):
-        _timestamp_column(instants, name, required[name], where)
+        timestamp_column(instants, name, required[name], where)
     return PageKeys(
         job_ids=required["job_id"],
         updated=instants["updated_at"].cast(pa.int64()).to_pylist(),
@@ -164,18 +167,18 @@ def blocks_table(job_blocks: Iterable[tuple[str, str, list[Any]]]) -> pa.Table:
         "source": pa.array([r["source"] for r in rows], pa.string()),
     }
     for name in BLOCK_TEXT_FIELDS:
-        columns[name] = _text_array([r.get(name) for r in rows])
+        columns[name] = text_array([r.get(name) for r in rows])
     for name in BLOCK_INTEGER_FIELDS:
-        _integer_column(columns, name, [r.get(name) for r in rows])
+        integer_column(columns, name, [r.get(name) for r in rows])
     for name in BLOCK_FLOAT_FIELDS:
-        columns[name] = _float_array([r.get(name) for r in rows])
+        columns[name] = float_array([r.get(name) for r in rows])
     for name in BLOCK_TIMESTAMP_FIELDS:
-        _timestamp_column(columns, name, [r.get(name) for r in rows], "live_status")
+        timestamp_column(columns, name, [r.get(name) for r in rows], "live_status")
     known = set(columns) | {"metrics"}
     extra = {key for r in rows for key in r} - known
     for name in sorted(extra):
-        columns[name] = _text_array([r.get(name) for r in rows])
-    return _with_keys(pa.table(columns), "job_id", "block_index")
+        columns[name] = text_array([r.get(name) for r in rows])
+    return with_keys(pa.table(columns), "job_id", "block_index")
 
 
 def details_table(details: Sequence[tuple[str, dict[str, Any]]], fetched_at: Any) -> pa.Table:
@@ -183,16 +186,16 @@ def details_table(details: Sequence[tuple[str, dict[str, Any]]], fetched_at: Any
     live = [d for _, d in details]
     columns: dict[str, pa.Array] = {
         "job_id": pa.array([job_id for job_id, _ in details], pa.string()),
-        "overall_status": _text_array([d.get("overall_status") for d in live]),
-        "total_blocks": _int_or_null([d.get("total_blocks") for d in live]),
-        "completed_blocks": _int_or_null([d.get("completed_blocks") for d in live]),
-        "overall_progress_percentage": _float_array(
+        "overall_status": text_array([d.get("overall_status") for d in live]),
+        "total_blocks": int_or_null([d.get("total_blocks") for d in live]),
+        "completed_blocks": int_or_null([d.get("completed_blocks") for d in live]),
+        "overall_progress_percentage": float_array(
             [d.get("overall_progress_percentage") for d in live]
         ),
         "fetched_at": pa.array([fetched_at] * len(details), UTC_MICROS),
     }
-    _timestamp_column(columns, "last_updated", [d.get("last_updated") for d in live], "live")
-    return _with_keys(pa.table(columns), "job_id")
+    timestamp_column(columns, "last_updated", [d.get("last_updated") for d in live], "live")
+    return with_keys(pa.table(columns), "job_id")
 
 
 def workflows_table(workflows: Sequence[dict[str, Any]]) -> pa.Table:
@@ -200,23 +203,14 @@ def workflows_table(workflows: Sequence[dict[str, Any]]) -> pa.Table:
     known_text = ("id", "user_uuid", "org_id", "name", "description", "status", "step")
     columns: dict[str, pa.Array] = {}
     for name in known_text:
-        columns[name] = _text_array([w.get(name) for w in workflows])
+        columns[name] = text_array([w.get(name) for w in workflows])
     for name in settings.WORKFLOW_TIMESTAMP_FIELDS:
-        _timestamp_column(columns, name, [w.get(name) for w in workflows], "/workflows")
-    columns["workflow_definition"] = _text_array([w.get("workflow_definition") for w in workflows])
+        timestamp_column(columns, name, [w.get(name) for w in workflows], "/workflows")
+    columns["workflow_definition"] = text_array([w.get("workflow_definition") for w in workflows])
     extra = {k for w in workflows for k in w} - set(columns)
     for name in sorted(extra):
-        columns[name] = _text_array([w.get(name) for w in workflows])
-    return _with_keys(pa.table(columns), "id")
-
-
-def _with_keys(table: pa.Table, *keys: str) -> pa.Table:
-    """Mark key columns not-null in the Arrow schema, as dlt's key hints declare them."""
-    schema = table.schema
-    for key in keys:
-        index = schema.get_field_index(key)
-        schema = schema.set(index, schema.field(index).with_nullable(False))
-    return table.cast(schema)
+        columns[name] = text_array([w.get(name) for w in workflows])
+    return with_keys(pa.table(columns), "id")
 
 
 def _typed_fields(
@@ -260,63 +254,3 @@ def _check_required(
 def _extra_fields(runs: Sequence[dict[str, Any]]) -> set[str]:
     # One union over all keys runs in C; a test per run would cost more than the shaping.
     return set().union(*runs) - _KNOWN_RUN_FIELDS
-
-
-def _timestamp_column(
-    columns: dict[str, pa.Array], name: str, values: Sequence[Any] | pa.Array, where: str
-) -> None:
-    try:
-        columns[name] = to_utc_array(values)
-        return
-    except BadTimestamp as exc:
-        if name in _REQUIRED_TIMESTAMPS:
-            raise ApiResponseError(
-                f"GET {where} answered an unreadable {name}: {exc.value!r}"
-            ) from None
-    if isinstance(values, pa.Array):
-        values = values.to_pylist()
-    # An optional timestamp that cannot be read: null in the column, its text kept beside it.
-    parsed: list[Any] = []
-    raw: list[str | None] = []
-    for value in values:
-        try:
-            parsed.append(None if value is None else parse_instant(value))
-            raw.append(None)
-        except BadTimestamp:
-            parsed.append(None)
-            raw.append(_as_text(value))
-    columns[name] = pa.array(parsed, UTC_MICROS)
-    columns[name + VARIANT_SUFFIX] = pa.array(raw, pa.string())
-
-
-def _integer_column(columns: dict[str, pa.Array], name: str, values: list[Any]) -> None:
-    try:
-        columns[name] = pa.array(values, pa.int64())
-        if not any(type(v) is bool for v in values):
-            return
-    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
-        pass
-    ints = [v if type(v) is int else None for v in values]
-    columns[name] = pa.array(ints, pa.int64())
-    columns[name + VARIANT_SUFFIX] = _text_array(
-        [None if v is None or type(v) is int else v for v in values]
-    )
-
-
-def _int_or_null(values: list[Any]) -> pa.Array:
-    return pa.array([v if type(v) is int else None for v in values], pa.int64())
-
-
-def _float_array(values: list[Any]) -> pa.Array:
-    return pa.array([float(v) if type(v) in (int, float) else None for v in values], pa.float64())
-
-
-def _text_array(values: list[Any]) -> pa.Array:
-    try:
-        return pa.array(values, pa.string())
-    except (pa.ArrowInvalid, pa.ArrowTypeError):
-        return pa.array([None if v is None else _as_text(v) for v in values], pa.string())
-
-
-def _as_text(value: Any) -> str:
-    return value if isinstance(value, str) else orjson.dumps(value).decode()

@@ -1,0 +1,100 @@
+"""Arrow columns from API values: text, numbers and UTC instants, and their variant columns.
+
+A value that arrives with another type than its column's keeps its text in a variant column
+beside it, so a type change in the API never fails a sync nor loses the value.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+import pyarrow as pa
+
+from pipelines.sixtyfour import settings
+from pipelines.sixtyfour.errors import ApiResponseError
+from pipelines.sixtyfour.timestamps import UTC_MICROS, BadTimestamp, parse_instant, to_utc_array
+
+# dlt's name for a variant column.
+VARIANT_SUFFIX = "__v_text"
+# A run without a readable one of these cannot be placed against the cursor: the page is bad.
+_REQUIRED_TIMESTAMPS = frozenset(settings.RUN_REQUIRED_FIELDS) & set(settings.RUN_TIMESTAMP_FIELDS)
+
+
+def with_keys(table: pa.Table, *keys: str) -> pa.Table:
+    """Mark key columns not-null in the Arrow schema, as dlt's key hints declare them."""
+    schema = table.schema
+    for key in keys:
+        index = schema.get_field_index(key)
+        schema = schema.set(index, schema.field(index).with_nullable(False))
+    return table.cast(schema)
+
+
+def timestamp_column(
+    columns: dict[str, pa.Array], name: str, values: Sequence[Any] | pa.Array, where: str
+) -> None:
+    """Add `name` as UTC instants; an unreadable optional value is null, its text kept beside.
+
+    Raises:
+        ApiResponseError: an unreadable value of a timestamp every run must have.
+    """
+    try:
+        columns[name] = to_utc_array(values)
+        return
+    except BadTimestamp as exc:
+        if name in _REQUIRED_TIMESTAMPS:
+            raise ApiResponseError(
+                f"GET {where} answered an unreadable {name}: {exc.value!r}"
+            ) from None
+    if isinstance(values, pa.Array):
+        values = values.to_pylist()
+    # An optional timestamp that cannot be read: null in the column, its text kept beside it.
+    parsed: list[Any] = []
+    raw: list[str | None] = []
+    for value in values:
+        try:
+            parsed.append(None if value is None else parse_instant(value))
+            raw.append(None)
+        except BadTimestamp:
+            parsed.append(None)
+            raw.append(_as_text(value))
+    columns[name] = pa.array(parsed, UTC_MICROS)
+    columns[name + VARIANT_SUFFIX] = pa.array(raw, pa.string())
+
+
+def integer_column(columns: dict[str, pa.Array], name: str, values: list[Any]) -> None:
+    """Add `name` as integers; a value of another type (a bool too) keeps its text beside."""
+    try:
+        columns[name] = pa.array(values, pa.int64())
+        if not any(type(v) is bool for v in values):
+            return
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+        pass
+    ints = [v if type(v) is int else None for v in values]
+    columns[name] = pa.array(ints, pa.int64())
+    columns[name + VARIANT_SUFFIX] = text_array(
+        [None if v is None or type(v) is int else v for v in values]
+    )
+
+
+def int_or_null(values: list[Any]) -> pa.Array:
+    """Integers, with null for anything else."""
+    return pa.array([v if type(v) is int else None for v in values], pa.int64())
+
+
+def float_array(values: list[Any]) -> pa.Array:
+    """Numbers as floats, with null for anything else."""
+    return pa.array([float(v) if type(v) in (int, float) else None for v in values], pa.float64())
+
+
+def text_array(values: list[Any]) -> pa.Array:
+    """Text; a value of another type is kept as its JSON text."""
+    try:
+        return pa.array(values, pa.string())
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return pa.array([None if v is None else _as_text(v) for v in values], pa.string())
+
+
+def _as_text(value: Any) -> str:
+    return value if isinstance(value, str) else orjson.dumps(value).decode()
