@@ -193,9 +193,9 @@ class SixtyfourClient:
         """One GET: the response, and the body of a 200 kept apart from it.
 
         httpx holds a response in a reference cycle (with its stream), so a body stored on it
-        lives until the cyclic collector runs, which a sync pauses: read into bytes of our
-        own, a page is freed as soon as it is parsed. Other answers keep their body on the
-        response, for the error message.
+        lives until the cyclic collector runs, which a sync makes rare: read into bytes of
+        our own, a page is freed as soon as it is parsed. Other answers keep their body on
+        the response, for the error message.
         """
         with self._http.stream("GET", path, params=params) as response:
             if response.status_code != 200:
