@@ -5,6 +5,7 @@ from __future__ import annotations
 import ctypes
 import gc
 import logging
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -53,6 +54,13 @@ def use_lean_allocators() -> None:
 _SYNC_GC_THRESHOLDS = (50_000, 10, 1_000_000_000)
 
 
+# Syncs running in this process (a library host may run several in threads): the first to
+# begin sets the thresholds, the last to end puts the host's back.
+_lean_syncs = 0
+_host_thresholds: tuple[int, ...] = ()
+_lean_lock = threading.Lock()
+
+
 @contextmanager
 def lean_cycle_collection() -> Iterator[None]:
     """Run Python's cyclic garbage collector rarely, and never over all objects, meanwhile.
@@ -63,11 +71,18 @@ def lean_cycle_collection() -> Iterator[None]:
     more than a second of a 200,000-run backfill. Young and middle passes still run now
     and then, for the cycles each HTTP response leaves behind (a response still in flight
     at a young pass is collected at a later middle one). The setting is process-wide,
-    which a cron job can afford; it is restored as soon as the sync ends.
+    which a cron job can afford; it is restored as soon as the last sync running ends.
     """
-    thresholds = gc.get_threshold()
-    gc.set_threshold(*_SYNC_GC_THRESHOLDS)
+    global _lean_syncs, _host_thresholds
+    with _lean_lock:
+        if _lean_syncs == 0:
+            _host_thresholds = gc.get_threshold()
+            gc.set_threshold(*_SYNC_GC_THRESHOLDS)
+        _lean_syncs += 1
     try:
         yield
     finally:
-        gc.set_threshold(*thresholds)
+        with _lean_lock:
+            _lean_syncs -= 1
+            if _lean_syncs == 0:
+                gc.set_threshold(*_host_thresholds)

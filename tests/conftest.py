@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import duckdb
 import pytest
@@ -24,6 +25,12 @@ API_KEY = "test-key-7f3c"
 POSTGRES_URL = os.environ.get(
     "SIXTYFOUR_TEST_POSTGRES_URL", "postgresql://postgres:unused@127.0.0.1:5432/test"
 )
+
+
+def postgres_address() -> str:
+    """Where the PostgreSQL test server is, without the password its URL may carry."""
+    where = urlsplit(POSTGRES_URL)
+    return f"{where.hostname}:{where.port}"
 
 
 @pytest.fixture(autouse=True)

@@ -10,6 +10,7 @@ import pytest
 
 from pipelines import runner
 from pipelines.emulator import Fault
+from pipelines.memory import lean_cycle_collection
 from pipelines.sixtyfour.client import SixtyfourClient
 from pipelines.sixtyfour.errors import SyncError
 from tests.conftest import API_KEY, Harness
@@ -57,6 +58,17 @@ def test_a_failed_sync_also_restores_the_hosts_collector_settings(harness: Harne
     harness.server.faults.add(Fault(status=401))
     with pytest.raises(SyncError):
         harness.sync(details=False)
+    assert gc.get_threshold() == HOST_THRESHOLDS
+
+
+@pytest.mark.usefixtures("host_thresholds")
+def test_overlapping_syncs_leave_the_hosts_settings_to_the_last_one_ending() -> None:
+    first, second = lean_cycle_collection(), lean_cycle_collection()
+    first.__enter__()
+    second.__enter__()
+    first.__exit__(None, None, None)  # the first ends while the second still runs
+    assert gc.get_threshold() != HOST_THRESHOLDS
+    second.__exit__(None, None, None)
     assert gc.get_threshold() == HOST_THRESHOLDS
 
 

@@ -13,7 +13,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC
 from typing import Any
-from urllib.parse import urlsplit
 
 import psycopg2
 import pytest
@@ -22,7 +21,7 @@ from pipelines.config import WarehouseSettings
 from pipelines.runner import SyncRequest, make_pipeline, repair_reloaded_rows, run_sync
 from pipelines.sixtyfour.ledger import SyncReport
 from pipelines.views import view_names
-from tests.conftest import POSTGRES_URL, Harness, run_cli
+from tests.conftest import POSTGRES_URL, Harness, postgres_address, run_cli
 from tests.test_sync_core import assert_rows_match_api, flatten_metrics
 
 # Not UTC on purpose: what the tests read back must be the same instants whatever the session.
@@ -78,9 +77,8 @@ def _connect() -> Any:
             POSTGRES_URL, connect_timeout=3, options=f"-c TimeZone={SESSION_TIME_ZONE}"
         )
     except psycopg2.OperationalError as error:
-        where = urlsplit(POSTGRES_URL)  # the address without the password
         reason = str(error).strip().splitlines()[0]
-        pytest.skip(f"PostgreSQL is not reachable at {where.hostname}:{where.port}: {reason}")
+        pytest.skip(f"PostgreSQL is not reachable at {postgres_address()}: {reason}")
     connection.autocommit = True
     return connection
 

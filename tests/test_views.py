@@ -22,7 +22,7 @@ from pipelines.views import (
     existing_tables_sql,
     view_names,
 )
-from tests.conftest import POSTGRES_URL
+from tests.conftest import POSTGRES_URL, postgres_address
 
 # Not UTC on purpose: day boundaries in the views must be UTC whatever the session says.
 SESSION_TIME_ZONE = "America/Los_Angeles"
@@ -247,7 +247,8 @@ def postgres_warehouse() -> Iterator[Warehouse]:
     try:
         connection = psycopg2.connect(POSTGRES_URL, connect_timeout=3)
     except psycopg2.OperationalError as error:
-        pytest.skip(f"PostgreSQL is not reachable at '{POSTGRES_URL}': {error}".strip())
+        reason = str(error).strip().splitlines()[0]
+        pytest.skip(f"PostgreSQL is not reachable at {postgres_address()}: {reason}")
     connection.autocommit = True
     schema = f"test_views_{uuid.uuid4().hex[:12]}"
     cursor = connection.cursor()
