@@ -76,6 +76,13 @@ class Harness:
         with duckdb.connect(str(self.duckdb_path), read_only=True) as db:
             return db.sql(sql).fetchall()
 
+    def duplicate_runs(self) -> int:
+        """Rows of workflow_runs beyond one per job_id."""
+        (extra,) = self.rows(
+            "select count(*) - count(distinct job_id) from sixtyfour.workflow_runs"
+        )[0]
+        return int(extra)
+
     def dicts(self, sql: str) -> list[dict[str, Any]]:
         with duckdb.connect(str(self.duckdb_path), read_only=True) as db:
             relation = db.sql(sql)

@@ -48,10 +48,7 @@ def test_first_sync_appends_into_the_empty_warehouse_and_later_ones_merge(
     dispositions = stored_dispositions(harness)
     assert dispositions["workflow_runs"] == dispositions["workflow_runs__metrics"] == "merge"
     assert_warehouse_matches_api(harness)
-    (duplicates,) = harness.rows(
-        "select count(*) - count(distinct job_id) from sixtyfour.workflow_runs"
-    )[0]
-    assert duplicates == 0
+    assert harness.duplicate_runs() == 0
 
 
 def test_a_table_that_already_holds_rows_is_merged_not_appended(harness: Harness) -> None:
@@ -215,10 +212,7 @@ def test_the_source_on_its_own_also_loads_the_newer_version(
     assert updated_at == datetime.fromisoformat(newest_completed["updated_at"]) + timedelta(
         minutes=5
     )
-    (duplicates,) = harness.rows(
-        "select count(*) - count(distinct job_id) from sixtyfour.workflow_runs"
-    )[0]
-    assert duplicates == 0
+    assert harness.duplicate_runs() == 0
 
 
 def test_rows_another_sync_loaded_since_the_start_are_kept_once(
