@@ -138,3 +138,26 @@ def test_a_run_loaded_again_behind_the_window_drops_its_older_window_entry() -> 
         saved: dict[str, object] = {}
         changes.save(saved)
         assert saved["recent"] == {"Y": T + 600 * SECOND}, load_all
+
+
+def test_a_workflow_read_to_the_end_forgets_its_runs_but_not_those_that_may_come_back() -> None:
+    tracked = {"t": TrackedRun("t", "running", T - 60 * SECOND, {})}
+    changes = ChangeFilter(cursor=None, lag=300 * SECOND, tracked=tracked, load_all=True)
+    changes.select(*page(("g", T, "completed")))  # a page of all workflows
+    workflow_page = page(
+        ("g", T, "completed"),
+        ("a", T - SECOND, "completed"),
+        ("r", T - 2 * SECOND, "running"),
+        ("t", T - 60 * SECOND, "running"),
+    )
+    assert changes.select(*workflow_page, workflow="w1") == [False, True, True, True]
+    assert changes.select(*page(("b", T - 3 * SECOND, "failed")), workflow="w1") == [True]
+
+    assert sorted(changes.forget_workflow("w1")) == ["a", "b"]
+    # Kept: read on a page of all workflows, in flight when read, tracked by the warehouse.
+    assert set(changes.seen) == {"g", "r", "t"}
+    assert changes.runs_seen == 5
+    # status=running, read last, shows the run in flight again: not loaded twice.
+    assert changes.select(*page(("r", T - 2 * SECOND, "running")), in_flight_page=True) == [False]
+    assert changes.forget_workflow("w1") == []
+    assert changes.loaded == 5

@@ -237,3 +237,42 @@ def test_rows_another_sync_loaded_since_the_start_are_kept_once(
         "group by all having count(*) > 1)"
     )[0]
     assert repeated == 0
+
+
+def run_changed(body: bytes, job_id: str) -> bytes:
+    """The page with that run, if it holds it, changed as `later` says."""
+    runs = json.loads(body)
+    for run in runs:
+        if run["job_id"] == job_id:
+            later(run)
+    return json.dumps(runs).encode()
+
+
+def test_a_run_only_its_workflows_pages_show_that_changes_between_them_loads_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Not among the newest 500 overall: only its workflow's pages can show it twice, and the
+    # sync must still know the older version was staged when the newer one arrives.
+    monkeypatch.setattr(settings, "RUNS_PER_BATCH", 10)
+    for harness in make_harness(tmp_path, runs=2400, workflows=2):
+        workflow_id = harness.world.workflows()[0]["id"]
+        newest = {r["job_id"] for r in json.loads(harness.world.runs_json(limit=500))}
+        own_page = json.loads(harness.world.runs_json(limit=500, workflow_id=workflow_id))
+        target = next(
+            r for r in own_page if r["status"] == "completed" and r["job_id"] not in newest
+        )
+        harness.server.faults.add(
+            Fault(
+                transform=lambda body, job_id=target["job_id"]: run_changed(body, job_id),
+                query={"workflow_id": workflow_id, "status": "completed"},
+            )
+        )
+        report = harness.sync(details=False, backfill=True)
+        assert report.runs_loaded == report.runs_seen + 1  # that run twice
+        (copies, updated_at) = harness.rows(
+            "select count(*), max(updated_at) from sixtyfour.workflow_runs "
+            f"where job_id = '{target['job_id']}'"
+        )[0]
+        assert copies == 1
+        assert updated_at == datetime.fromisoformat(target["updated_at"]) + timedelta(minutes=5)
+        assert harness.duplicate_runs() == 0

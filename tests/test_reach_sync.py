@@ -7,10 +7,14 @@ import re
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tests.conftest import Harness, make_harness, run_cli
+from pipelines.sixtyfour.changes import ChangeFilter
+from pipelines.sixtyfour.client import SixtyfourClient
+from pipelines.sixtyfour.reader import ChangeReader
+from tests.conftest import API_KEY, Harness, make_harness, run_cli
 from tests.test_sync_core import assert_warehouse_matches_api
 
 
@@ -270,3 +274,49 @@ def test_finished_runs_the_api_no_longer_details_leave_the_backlog(harness: Harn
     (details,) = harness.rows("select count(*) from sixtyfour.workflow_run_details")[0]
     assert details == 6
     assert second.details_pending == first.details_pending - 3
+
+
+def test_each_workflow_is_reported_read_once_after_its_last_page(harness: Harness) -> None:
+    workflow_id = harness.world.workflows()[0]["id"]
+    harness.world.add_runs(700, workflow_id=workflow_id, status="completed")
+    events: list[tuple[str, str]] = []
+    with SixtyfourClient(API_KEY, harness.server.base_url, rate_limit_per_minute=0) as client:
+        reader = ChangeReader(
+            client,
+            watermark=None,
+            concurrency=3,
+            on_workflow_read=lambda w: events.append(("read", w)),
+        )
+        for page in reader.pages():
+            events.append(("page", page.filter.workflow_id or ""))
+    workflows = {w["id"] for w in harness.world.workflows()}
+    done = [w for kind, w in events if kind == "read"]
+    assert sorted(done) == sorted(workflows)  # once each
+    for workflow in workflows:
+        pages = [i for i, event in enumerate(events) if event == ("page", workflow)]
+        assert pages and max(pages) < events.index(("read", workflow))
+    # The full workflow was narrowed by status; its status pages came before it was done.
+    assert sum(event == ("page", workflow_id) for event in events) > 1
+
+
+def test_a_backfill_keeps_only_runs_that_may_show_up_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    kept: list[int] = []
+    save = ChangeFilter.save
+
+    def noting_save(self: ChangeFilter, state: Any) -> None:
+        kept.append(len(self.seen))
+        save(self, state)
+
+    monkeypatch.setattr(ChangeFilter, "save", noting_save)
+    # About 300 runs a workflow: the newest 500 overall do not reach back, each workflow's do.
+    for harness in make_harness(tmp_path, runs=6000, workflows=20):
+        report = harness.sync(backfill=True, details=False)
+        assert not report.gaps
+        assert report.runs_loaded == report.runs_seen == len(harness.world.runs())
+        assert harness.duplicate_runs() == 0
+        assert_warehouse_matches_api(harness)
+        # What the pages of all workflows showed, and the runs in flight: not the history.
+        in_flight = len(harness.world.in_flight())
+        assert kept == [kept[0]] and kept[0] <= 2 * 500 + in_flight < report.runs_seen / 4

@@ -11,7 +11,10 @@ from __future__ import annotations
 from collections.abc import Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from itertools import compress
 from typing import Any
+
+from pipelines.sixtyfour.settings import IN_FLIGHT_STATUSES
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -50,6 +53,10 @@ class ChangeFilter:
             and a run that changed after one partition was read must stay ahead of the
             next sync's watermark. One run with a timestamp in the future cannot push the
             cursor past what later syncs must read either.
+
+    `seen` holds the runs this sync read that may still show up on a later page: a run read
+    on a workflow's pages is forgotten once that workflow has no page left to read (see
+    `forget_workflow`), so a backfill's memory does not grow with the history.
     """
 
     cursor: int | None
@@ -59,9 +66,14 @@ class ChangeFilter:
     load_all: bool = False
     read_from: int | None = None
     seen: dict[str, int] = field(default_factory=dict)
+    runs_seen: int = 0  # distinct runs read, forgotten ones included
     loaded: int = 0
     _max_loaded: int | None = None
     _recent_floor: int | None = None  # what `recent` keeps of this sync: the saved window
+    # Runs never forgotten: read on a page of all workflows, or in flight when read.
+    _kept: set[str] = field(default_factory=set)
+    # workflow_id -> the runs first read on that workflow's pages.
+    _by_workflow: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def watermark(self) -> int | None:
@@ -73,25 +85,33 @@ class ChangeFilter:
         updated: Sequence[int],
         statuses: Sequence[Any],
         in_flight_page: bool = False,
+        workflow: str | None = None,
     ) -> list[bool]:
         """A mask over a page's runs (ids, updated_at in microseconds, statuses): True to load.
 
         On the page of runs in flight, a run the warehouse does not hold as in flight is
         loaded whatever its updated_at: it may have been written with an old timestamp.
+        `workflow` is the workflow the page was filtered by (None: a page of all workflows).
         """
         watermark = self.watermark
         load_all = self.load_all or watermark is None
         if load_all and self._first_sight(job_ids):
             self._load_all(job_ids, updated)
+            self._remember(job_ids, statuses, workflow)
             return [True] * len(job_ids)
         floor = 0 if watermark is None else watermark
         seen, tracked_runs, recent = self.seen, self.tracked, self.recent
         mask: list[bool] = []
+        first_read: list[str] = []
+        first_statuses: list[Any] = []
         for job_id, updated_at, status in zip(job_ids, updated, statuses, strict=True):
             previous = seen.get(job_id)
             if previous is not None and previous >= updated_at:
                 mask.append(False)  # the same run on two pages of this sync
                 continue
+            if previous is None:
+                first_read.append(job_id)
+                first_statuses.append(status)
             seen[job_id] = updated_at
             if load_all:
                 chosen = True
@@ -106,7 +126,39 @@ class ChangeFilter:
             mask.append(chosen)
             if chosen:
                 self.note_loaded(job_id, updated_at)
+        self._remember(first_read, first_statuses, workflow)
         return mask
+
+    def forget_workflow(self, workflow: str) -> list[str]:
+        """Forget the runs first read on a workflow's pages, now that none is left to read.
+
+        Only that workflow's pages and the pages of all workflows can show its runs, and the
+        latter are read first, except `status=running` at the end: the runs in flight, the
+        runs the warehouse tracks and those read on a page of all workflows stay. Returns
+        the job_ids forgotten.
+        """
+        kept, tracked, seen = self._kept, self.tracked, self.seen
+        forgotten = [
+            job_id
+            for job_id in self._by_workflow.pop(workflow, ())
+            if job_id not in kept and job_id not in tracked
+        ]
+        for job_id in forgotten:
+            seen.pop(job_id, None)
+        return forgotten
+
+    def _remember(
+        self, job_ids: Sequence[str], statuses: Sequence[Any], workflow: str | None
+    ) -> None:
+        """Count runs read for the first time in this sync, and note what may forget them."""
+        self.runs_seen += len(job_ids)
+        if workflow is None:
+            self._kept.update(job_ids)
+            return
+        self._by_workflow.setdefault(workflow, []).extend(job_ids)
+        in_flight = [type(status) is str and status in IN_FLIGHT_STATUSES for status in statuses]
+        if any(in_flight):
+            self._kept.update(compress(job_ids, in_flight))
 
     def _first_sight(self, job_ids: Sequence[str]) -> bool:
         """Whether no run of the page was read before in this sync (nor twice on it)."""

@@ -99,6 +99,17 @@ def _extract(
     )
     report.cursor_before = None if changes.cursor is None else from_micros(changes.cursor)
     watermark = changes.watermark
+    # job_id -> run: a run read twice (it changed between two pages) keeps its newer version
+    # only, so its metrics and blocks are never a mix of both.
+    batch: dict[str, dict[str, Any]] = {}
+    # job_ids of the batches already yielded, as long as a later page may show them again.
+    yielded: set[str] = set()
+    later: dict[str, dict[str, Any]] = {}
+    with_blocks: set[str] = set()  # runs whose list payload carried blocks
+
+    def forget(workflow: str) -> None:
+        yielded.difference_update(changes.forget_workflow(workflow))
+
     reader = ChangeReader(
         client,
         watermark=None if options.backfill or watermark is None else from_micros(watermark),
@@ -107,18 +118,14 @@ def _extract(
         known_workflows=set(state.get("known_workflows") or ()),
         concurrency=options.concurrency,
         on_progress=on_progress,
+        on_workflow_read=forget,
     )
-    # job_id -> run: a run read twice (it changed between two pages) keeps its newer version
-    # only, so its metrics and blocks are never a mix of both.
-    batch: dict[str, dict[str, Any]] = {}
-    yielded: set[str] = set()  # job_ids of the batches already yielded
-    later: dict[str, dict[str, Any]] = {}
-    with_blocks: set[str] = set()  # runs whose list payload carried blocks
     for page in reader.pages():
         _collect(_changed_runs(page, changes), batch, yielded, later)
         if len(batch) >= settings.RUNS_PER_BATCH:
             yield from _runs_tables(list(batch.values()), with_blocks)
-            yielded.update(batch)
+            # Runs whose workflow was read to the end are not shown again.
+            yielded.update(job_id for job_id in batch if job_id in changes.seen)
             batch = {}
     if reader.workflows is not None:
         yield WORKFLOWS_TABLE, shaping.workflows_table(reader.workflows)
@@ -150,7 +157,7 @@ def _extract(
     backlog = backlog[: max(0, options.max_detail_requests)]
     yield from _follow_up(client, unseen, backlog, tracked, changes, report, options.concurrency)
 
-    report.runs_seen = len(changes.seen)
+    report.runs_seen = changes.runs_seen
     report.runs_loaded = changes.loaded
     report.partitions = reader.progress.partitions_done
     report.gaps = list(reader.gaps)
@@ -165,7 +172,13 @@ def _changed_runs(page: RunsPage, changes: ChangeFilter) -> list[dict[str, Any]]
     """The page's new or changed runs."""
     keys = page.keys
     in_flight_page = page.filter.status in ("active", "running")
-    mask = changes.select(keys.job_ids, keys.updated, keys.statuses, in_flight_page=in_flight_page)
+    mask = changes.select(
+        keys.job_ids,
+        keys.updated,
+        keys.statuses,
+        in_flight_page=in_flight_page,
+        workflow=page.filter.workflow_id,
+    )
     return [run for run, keep in zip(page.runs, mask, strict=True) if keep]
 
 

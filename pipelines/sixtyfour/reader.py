@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -59,6 +59,8 @@ class ChangeReader:
         need_workflows: read GET /workflows even when no narrowing is needed.
         known_workflows: workflow ids already loaded; a run of another one means a new
             workflow, so the workflow list is read again.
+        on_workflow_read: called with a workflow's id once every page of it was consumed
+            (after the last one's consumer had it) and none is left to read.
     """
 
     client: SixtyfourClient
@@ -68,11 +70,13 @@ class ChangeReader:
     known_workflows: set[str] = field(default_factory=set)
     concurrency: int = 4
     on_progress: ProgressCallback | None = None
+    on_workflow_read: Callable[[str], None] | None = None
     workflows: list[dict[str, Any]] | None = None
     gaps: list[Gap] = field(default_factory=list)
     progress: ReadProgress = field(default_factory=ReadProgress)
     _workflow_reach: dict[str, PageReach] = field(default_factory=dict)
     _pages_read: dict[RunFilter, int] = field(default_factory=dict)
+    _unread: Counter[str] = field(default_factory=Counter)  # workflow -> its filters to read
 
     def pages(self) -> Iterator[RunsPage]:
         """Yield pages as they arrive: the newest and the active runs first, then partitions."""
@@ -127,6 +131,7 @@ class ChangeReader:
         waiting: deque[RunFilter] = deque(filters)
         pending: dict[Future[list[dict[str, Any]] | None], RunFilter] = {}
         self.progress.partitions_total += len(filters)
+        self._count_unread(filters)
         while waiting or pending:
             while waiting and len(pending) < max(1, self.concurrency):
                 run_filter = waiting.popleft()
@@ -141,8 +146,10 @@ class ChangeReader:
                     if run_filter.status not in settings.UNDOCUMENTED_STATUS_FILTERS:
                         raise
                     self._status_filter_refused(run_filter)
+                    self._read_one(run_filter)
                     continue
                 if runs is None:
+                    self._read_one(run_filter)
                     continue
                 self._pages_read[run_filter] = len(runs)
                 if run_filter.status in settings.UNDOCUMENTED_STATUS_FILTERS:
@@ -157,7 +164,23 @@ class ChangeReader:
                     narrower = self._narrow(page)
                     waiting.extendleft(reversed(narrower))
                     self.progress.partitions_total += len(narrower)
+                    self._count_unread(narrower)
                 yield page
+                self._read_one(run_filter)
+
+    def _count_unread(self, filters: Sequence[RunFilter]) -> None:
+        self._unread.update(f.workflow_id for f in filters if f.workflow_id)
+
+    def _read_one(self, run_filter: RunFilter) -> None:
+        """Count a filter as read; say so when it was its workflow's last."""
+        workflow = run_filter.workflow_id
+        if not workflow:
+            return
+        self._unread[workflow] -= 1
+        if self._unread[workflow] <= 0:
+            del self._unread[workflow]
+            if self.on_workflow_read:
+                self.on_workflow_read(workflow)
 
     def _read(self, run_filter: RunFilter) -> list[dict[str, Any]] | None:
         try:
