@@ -1,5 +1,5 @@
 """`python -m pipelines` runs the sixtyfour-sync command line."""
 
-from pipelines.cli import main
+from pipelines.entry import main
 
 main()

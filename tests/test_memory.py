@@ -1,8 +1,11 @@
-"""What a sync does to the process's memory management: the collector, response bodies."""
+"""What a sync does to the process's memory management: allocators, collector, bodies."""
 
 from __future__ import annotations
 
 import gc
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 
 import httpx
@@ -93,3 +96,35 @@ def test_an_error_body_still_reaches_the_message(harness: Harness) -> None:
     client = SixtyfourClient(API_KEY, harness.server.base_url, rate_limit_per_minute=0)
     with client, pytest.raises(SyncError, match="Insufficient credits"):
         client.list_runs()
+
+
+# The command line started as cron starts it, asked for its help; then Arrow's allocator.
+ARROW_POOL_AFTER_COMMAND = """
+import sys
+sys.argv = ["sixtyfour-sync", "--help"]
+from pipelines.entry import main
+try:
+    main()
+except SystemExit:
+    pass
+import pyarrow
+print(pyarrow.default_memory_pool().backend_name)
+"""
+
+
+@pytest.mark.parametrize(("setting", "expected"), [(None, "system"), ("mimalloc", "mimalloc")])
+def test_the_command_line_runs_arrow_on_the_c_librarys_allocator_unless_told_otherwise(
+    setting: str | None, expected: str
+) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "ARROW_DEFAULT_MEMORY_POOL"}
+    if setting:
+        env["ARROW_DEFAULT_MEMORY_POOL"] = setting
+    result = subprocess.run(
+        [sys.executable, "-c", ARROW_POOL_AFTER_COMMAND],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == expected
