@@ -146,7 +146,7 @@ def _sync(
     details = request.details and bool(_configured("details", True))
     # Tables without rows are appended to (all of them when a full refresh drops them).
     extraction.append_tables = frozenset(DATA_TABLES)
-    if not request.full_refresh:
+    if not request.full_refresh and _may_hold_state(warehouse_settings):
         with opened(client, warehouse_settings):
             extraction.append_tables = warehouse.tables_without_rows(client, DATA_TABLES)
             tracked = warehouse.tracked_runs(client)
@@ -211,7 +211,7 @@ def _gained_rows(
     can have loaded it meanwhile; the rows both appended are then kept once per key.
     """
     appended = extraction.append_tables - {LEDGER_TABLE}
-    if not appended:
+    if not appended or not _may_hold_state(warehouse_settings):
         return False
     with opened(client, warehouse_settings):
         return bool(appended - warehouse.tables_without_rows(client, sorted(appended)))
@@ -230,9 +230,10 @@ def _publish(warehouse_settings: WarehouseSettings) -> None:
 
 
 def _may_hold_state(warehouse_settings: WarehouseSettings) -> bool:
-    """False when the warehouse is a DuckDB file that does not exist yet: no state to restore.
+    """False when the warehouse is a DuckDB file that does not exist yet: nothing to read.
 
-    Asking dlt to look costs a first backfill a connection and several queries for nothing.
+    No state to restore, no tables, no runs tracked: asking costs a first backfill
+    connections and queries for nothing (and would create the file early).
     """
     return warehouse_settings.duckdb_path is None or warehouse_settings.duckdb_path.exists()
 

@@ -49,12 +49,18 @@ def to_utc_array(values: Sequence[Any] | pa.Array) -> pa.Array:
         text = pa.array(values, pa.string())
     except _ARROW_ERRORS:
         return _parse_each(values)
+    try:
+        # Most pages give every value an offset: then one cast does it all. The cast
+        # refuses a value without one, and only then are the naive ones looked for.
+        return pc.cast(text, UTC_MICROS)
+    except _ARROW_ERRORS:
+        pass
     naive = pc.less_equal(
         pc.binary_length(pc.ascii_rtrim(text, _TIME_CHARACTERS)), _DATE_AND_SEPARATOR
     )
     try:
         if not pc.any(naive).as_py():
-            return pc.cast(text, UTC_MICROS)
+            return pc.cast(text, UTC_MICROS)  # raises again: something else is unreadable
         # Nulls stay null through each step: the mask is null where the text is.
         zoned = pc.cast(pc.if_else(naive, _NO_TEXT, text), UTC_MICROS)
         utc = pc.binary_join_element_wise(text.filter(naive), _UTC_OFFSET, "")
