@@ -276,3 +276,24 @@ def test_a_run_only_its_workflows_pages_show_that_changes_between_them_loads_onc
         assert copies == 1
         assert updated_at == datetime.fromisoformat(target["updated_at"]) + timedelta(minutes=5)
         assert harness.duplicate_runs() == 0
+
+
+def test_child_rows_are_replaced_by_their_runs_job_id_alone(harness: Harness) -> None:
+    harness.sync(details=False)
+    harness.world.advance(600, new_runs=20)
+    harness.sync(details=False)
+    (schema,) = harness.rows(
+        "select schema from sixtyfour._dlt_version order by inserted_at desc limit 1"
+    )[0]
+    tables = json.loads(schema)["tables"]
+    for table in ("workflow_runs__metrics", "workflow_runs__blocks"):
+        columns = tables[table]["columns"]
+        # No primary key beside the merge key: dlt's delete then joins on job_id only.
+        assert [name for name, c in columns.items() if c.get("primary_key")] == [], table
+        assert [name for name, c in columns.items() if c.get("merge_key")] == ["job_id"], table
+    assert_warehouse_matches_api(harness)
+    (repeated,) = harness.rows(
+        "select count(*) from (select job_id, metric from sixtyfour.workflow_runs__metrics "
+        "group by all having count(*) > 1)"
+    )[0]
+    assert repeated == 0
