@@ -28,6 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from harness import API_KEY, Emulator
 
+from pipelines.entry import ARROW_POOL_SETTING
+
 
 class RssSampler:
     """Samples this process's RSS every few milliseconds; peak per phase."""
@@ -69,6 +71,8 @@ def main() -> None:
     parser.add_argument("--duckdb-memory-limit", default=None, help='e.g. "128MB"')
     args = parser.parse_args()
 
+    # As the command line's entry point does, before anything loads Arrow.
+    os.environ.setdefault(ARROW_POOL_SETTING, "system")
     work = Path(tempfile.mkdtemp(prefix="sixtyfour-profile-"))
     os.environ["DLT_DATA_DIR"] = str(work / "dlt")
     os.environ["RUNTIME__DLTHUB_TELEMETRY"] = "false"
