@@ -83,6 +83,14 @@ class Harness:
         )[0]
         return int(extra)
 
+    def repeated_keys(self, table: str, key: str) -> int:
+        """Keys (`key`: its columns, comma-separated) held by more than one row of `table`."""
+        (repeated,) = self.rows(
+            f"select count(*) from (select {key} from sixtyfour.{table} "
+            "group by all having count(*) > 1)"
+        )[0]
+        return int(repeated)
+
     def dicts(self, sql: str) -> list[dict[str, Any]]:
         with duckdb.connect(str(self.duckdb_path), read_only=True) as db:
             relation = db.sql(sql)

@@ -128,11 +128,7 @@ def test_run_that_changes_after_its_older_version_was_staged_loads_only_the_newe
         f"where job_id = '{job_id}' order by metric"
     )
     assert metrics == [("late_fix", 1.0), ("rows_out", 7.0)]
-    (duplicates,) = harness.rows(
-        "select count(*) from (select job_id, metric from sixtyfour.workflow_runs__metrics "
-        "group by all having count(*) > 1)"
-    )[0]
-    assert duplicates == 0
+    assert harness.repeated_keys("workflow_runs__metrics", "job_id, metric") == 0
 
 
 def changed_now_with_blocks(now: datetime) -> Callable[[dict[str, Any]], None]:
@@ -177,11 +173,7 @@ def test_run_awaiting_detail_that_arrives_with_list_blocks_is_detailed_by_the_ne
         )
     }
     assert sources == {"live_status"}
-    (duplicates,) = harness.rows(
-        "select count(*) from (select job_id, block_index from sixtyfour.workflow_runs__blocks "
-        "group by all having count(*) > 1)"
-    )[0]
-    assert duplicates == 0
+    assert harness.repeated_keys("workflow_runs__blocks", "job_id, block_index") == 0
 
 
 def test_a_backfill_still_reads_block_detail_up_to_the_cap(harness: Harness) -> None:
@@ -232,11 +224,7 @@ def test_rows_another_sync_loaded_since_the_start_are_kept_once(
     harness.sync(details=False, backfill=True)
     assert len(calls) == 2  # found empty, then checked again before the load
     assert_warehouse_matches_api(harness)
-    (repeated,) = harness.rows(
-        "select count(*) from (select job_id, metric from sixtyfour.workflow_runs__metrics "
-        "group by all having count(*) > 1)"
-    )[0]
-    assert repeated == 0
+    assert harness.repeated_keys("workflow_runs__metrics", "job_id, metric") == 0
 
 
 def run_changed(body: bytes, job_id: str) -> bytes:
@@ -292,8 +280,4 @@ def test_child_rows_are_replaced_by_their_runs_job_id_alone(harness: Harness) ->
         assert [name for name, c in columns.items() if c.get("primary_key")] == [], table
         assert [name for name, c in columns.items() if c.get("merge_key")] == ["job_id"], table
     assert_warehouse_matches_api(harness)
-    (repeated,) = harness.rows(
-        "select count(*) from (select job_id, metric from sixtyfour.workflow_runs__metrics "
-        "group by all having count(*) > 1)"
-    )[0]
-    assert repeated == 0
+    assert harness.repeated_keys("workflow_runs__metrics", "job_id, metric") == 0
