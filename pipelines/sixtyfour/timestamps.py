@@ -24,13 +24,12 @@ class BadTimestamp(ValueError):
 # Arrow's cast reads `YYYY-MM-DD[T ]hh[:mm[:ss[.f]]]` and a zone (`Z`, `+hh`, `+hhmm`,
 # `+hh:mm`), which a zoned type requires. Stripped of its trailing digits, `:` and `.`, such a
 # value keeps `YYYY-MM-DDT` alone (11 characters) if it has no zone, and its `Z`, `+` or `-`
-# too if it has one: two cheap kernels find the values to cast with `+00:00` appended, where a
-# regular expression cost more than the cast. A value Arrow cannot read either way fails the
-# cast on whichever side it lands, and all go through `parse_instant`, as they always did.
+# too if it has one: two cheap kernels find the values that get `+00:00` appended before the
+# one cast, where a regular expression cost more than the cast. A value Arrow cannot read
+# fails the cast, and then every value goes through `parse_instant`, as they always did.
 _TIME_CHARACTERS = "0123456789:."
 _DATE_AND_SEPARATOR = pa.scalar(len("YYYY-MM-DDT"), pa.int32())
 _UTC_OFFSET = pa.scalar("+00:00", pa.string())
-_NO_TEXT = pa.scalar(None, pa.string())
 _ARROW_ERRORS = (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError)
 
 
@@ -49,22 +48,14 @@ def to_utc_array(values: Sequence[Any] | pa.Array) -> pa.Array:
         text = pa.array(values, pa.string())
     except _ARROW_ERRORS:
         return _parse_each(values)
-    try:
-        # Most pages give every value an offset: then one cast does it all. The cast
-        # refuses a value without one, and only then are the naive ones looked for.
-        return pc.cast(text, UTC_MICROS)
-    except _ARROW_ERRORS:
-        pass
     naive = pc.less_equal(
         pc.binary_length(pc.ascii_rtrim(text, _TIME_CHARACTERS)), _DATE_AND_SEPARATOR
     )
     try:
-        if not pc.any(naive).as_py():
-            return pc.cast(text, UTC_MICROS)  # raises again: something else is unreadable
-        # Nulls stay null through each step: the mask is null where the text is.
-        zoned = pc.cast(pc.if_else(naive, _NO_TEXT, text), UTC_MICROS)
-        utc = pc.binary_join_element_wise(text.filter(naive), _UTC_OFFSET, "")
-        return pc.replace_with_mask(zoned, naive, pc.cast(utc, UTC_MICROS))
+        if pc.any(naive).as_py():
+            # Nulls stay null through each step: the mask is null where the text is.
+            text = pc.if_else(naive, pc.binary_join_element_wise(text, _UTC_OFFSET, ""), text)
+        return pc.cast(text, UTC_MICROS)
     except _ARROW_ERRORS:
         return _parse_each(values)
 
