@@ -9,11 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import dlt
+import pyarrow as pa
 import pytest
 
 from pipelines import warehouse
 from pipelines.emulator import Fault
-from pipelines.sixtyfour import settings, sixtyfour
+from pipelines.sixtyfour import extract, settings, sixtyfour
 from tests.conftest import Harness, make_harness
 from tests.test_sync_core import assert_warehouse_matches_api
 
@@ -281,3 +282,29 @@ def test_child_rows_are_replaced_by_their_runs_job_id_alone(harness: Harness) ->
         assert [name for name, c in columns.items() if c.get("merge_key")] == ["job_id"], table
     assert_warehouse_matches_api(harness)
     assert harness.repeated_keys("workflow_runs__metrics", "job_id, metric") == 0
+
+
+def test_batches_reach_dlt_joined_per_table_and_nothing_is_lost() -> None:
+    def runs(ids: list[str], **extra: pa.Array) -> pa.Table:
+        return pa.table({"job_id": pa.array(ids), **extra})
+
+    stream = [
+        ("workflow_runs", runs(["a", "b"])),
+        ("workflow_runs__metrics", pa.table({"job_id": ["a"], "value": [1.0]})),
+        ("workflow_runs", runs(["c"], duration_ms__v_text=pa.array(["soon"]))),
+        ("workflow_runs", runs(["d"])),  # the fourth run: held tables go on
+        ("workflow_runs", runs(["e"], duration_ms__v_text=pa.array([7]))),  # another type
+        ("workflow_runs", runs(["f"], duration_ms__v_text=pa.array(["x"]))),
+        ("sync_runs", pa.table({"sync_id": ["s"]})),
+    ]
+    out = list(extract.joined_tables(iter(stream), runs_per_item=4))
+    assert [(name, table.num_rows) for name, table in out] == [
+        ("workflow_runs", 4),
+        ("workflow_runs__metrics", 1),
+        ("workflow_runs", 1),  # text and integer in one column: not joined
+        ("workflow_runs", 1),
+        ("sync_runs", 1),
+    ]
+    first = out[0][1].to_pydict()
+    assert first["job_id"] == ["a", "b", "c", "d"]
+    assert first["duration_ms__v_text"] == [None, None, "soon", None]

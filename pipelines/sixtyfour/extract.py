@@ -64,15 +64,18 @@ def extract_tables(
     load.
     """
     try:
-        yield from _extract(
-            client,
-            state,
-            options,
-            tracked_runs,
-            detail_backlog,
-            report,
-            on_progress,
-            second_load if second_load is not None else [],
+        yield from joined_tables(
+            _extract(
+                client,
+                state,
+                options,
+                tracked_runs,
+                detail_backlog,
+                report,
+                on_progress,
+                second_load if second_load is not None else [],
+            ),
+            settings.RUNS_PER_ITEM,
         )
     finally:
         # Also when it fails: the failed sync's ledger row counts what was really sent.
@@ -166,6 +169,35 @@ def _extract(
     changes.save(state)
     if reader.failed_filter_supported is not None:
         state["failed_filter_supported"] = reader.failed_filter_supported
+
+
+def joined_tables(tables: TableStream, runs_per_item: int) -> TableStream:
+    """The same tables, those of consecutive batches joined per table name.
+
+    All held tables are handed on once those of workflow_runs hold `runs_per_item` rows, and
+    at the end. dlt pays a fixed cost per item (it computes and checks the table's schema
+    again); joining Arrow tables copies no data. Tables whose columns of one name have
+    different types are handed on one by one.
+    """
+    held: dict[str, list[pa.Table]] = {}
+    runs = 0
+    for name, table in tables:
+        held.setdefault(name, []).append(table)
+        if name == RUNS_TABLE:
+            runs += table.num_rows
+        if runs >= runs_per_item:
+            yield from _joined(held)
+            runs = 0
+    yield from _joined(held)
+
+
+def _joined(held: dict[str, list[pa.Table]]) -> TableStream:
+    for name, tables in held.items():
+        try:
+            yield name, pa.concat_tables(tables, promote_options="default")
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            yield from ((name, table) for table in tables)
+    held.clear()
 
 
 def _changed_runs(page: RunsPage, changes: ChangeFilter) -> list[dict[str, Any]]:

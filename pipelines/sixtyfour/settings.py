@@ -52,6 +52,9 @@ PRIMARY_KEYS: dict[str, tuple[str, ...]] = {
 
 # Runs gathered into one batch before handing them to dlt (with their metrics and blocks).
 RUNS_PER_BATCH = 5_000
+# Batches joined into one item for dlt, whose own work is per item (about 0.1 s less on a
+# 200,000-run backfill than an item per batch).
+RUNS_PER_ITEM = 20_000
 
 # Defaults of the settings in .dlt/config.toml.
 DEFAULT_LAG_SECONDS = 300.0
