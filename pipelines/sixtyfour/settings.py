@@ -41,7 +41,8 @@ RUN_REQUIRED_FIELDS = ("job_id", "workflow_id", "status", "updated_at", "queued_
 
 WORKFLOW_TIMESTAMP_FIELDS = ("created_at", "updated_at", "last_run_date")
 
-# Each merged table's key: dlt's primary key, and what a repaired load keeps one row of.
+# Each merged table's key: what a repaired load keeps one row of, and dlt's primary key
+# (the child tables' only where dlt deduplicates: see `_table_hints`).
 PRIMARY_KEYS: dict[str, tuple[str, ...]] = {
     "workflow_runs": ("job_id",),
     "workflow_runs__metrics": ("job_id", "metric"),
