@@ -179,7 +179,9 @@ def _setup_logging(verbose: bool) -> None:
     # httpx logs every request at INFO; the sync's own counters say more.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     if not verbose:
-        os.environ.setdefault("RUNTIME__LOG_LEVEL", "ERROR")
+        # dlt logs a failing load job's traceback (each retry's) at ERROR; the sync's own
+        # one-line error says what happened, and --verbose shows the rest.
+        os.environ.setdefault("RUNTIME__LOG_LEVEL", "CRITICAL")
 
 
 def main() -> None:

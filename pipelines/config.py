@@ -12,12 +12,12 @@ from pipelines.sixtyfour.errors import ConfigError
 REPO_DIR = Path(__file__).resolve().parent.parent
 DEFAULT_DUCKDB_PATH = Path("~/.local/share/sixtyfour-sync/sixtyfour-sync.duckdb")
 # DuckDB takes up to 80% of the machine's memory by default; a cron host has other work.
-# Within its limit DuckDB keeps the blocks it wrote: with two threads, 64MB holds a
-# 200,000-run load to 70 to 80 MB more than the sync's own memory (128MB let it add about
-# 120 MB), and a merge of all those runs again still fits.
-DEFAULT_DUCKDB_MEMORY_LIMIT = "64MB"
-# A second thread inserts a 200,000-run backfill about 0.25 s faster within the same limit.
-DEFAULT_DUCKDB_THREADS = 2
+# Within its limit DuckDB keeps the blocks it wrote. One thread within 32MB loads a
+# 200,000-run backfill with about 50 MB more than the sync's own memory (two threads within
+# 64MB: about 90 MB more, and no faster through dlt's load on a 2-core host), and a merge of
+# all those runs again still fits: it first ran out of memory at 20MB (40MB with two threads).
+DEFAULT_DUCKDB_MEMORY_LIMIT = "32MB"
+DEFAULT_DUCKDB_THREADS = 1
 
 
 def use_project_settings() -> None:

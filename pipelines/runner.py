@@ -30,7 +30,12 @@ from pipelines.lock import PipelineLock
 from pipelines.memory import lean_cycle_collection, release_freed_memory
 from pipelines.output import redact
 from pipelines.sixtyfour import TABLE_HINTS, Extraction, later_versions, settings, sixtyfour
-from pipelines.sixtyfour.errors import ConfigError, DestinationBusyError, SyncError
+from pipelines.sixtyfour.errors import (
+    ConfigError,
+    DestinationBusyError,
+    SyncError,
+    WarehouseMemoryError,
+)
 from pipelines.sixtyfour.ledger import LEDGER_TABLE, SyncReport
 from pipelines.sixtyfour.reader import ProgressCallback
 
@@ -196,7 +201,7 @@ def _sync(
         # land without the cursor that goes with them.
         if exc.step == "extract" and pipeline.has_pending_data:
             pipeline.abort_packages()
-        raise _unwrap(exc) from exc
+        raise _unwrap(exc, warehouse_settings) from exc
     report.details_pending = max(0, waiting - report.detail_requests)
     return True
 
@@ -299,10 +304,13 @@ def _configured(name: str, default: Any) -> Any:
         ) from None
 
 
-def _unwrap(exc: PipelineStepFailed) -> Exception:
-    """The sync's own error inside dlt's wrapper; lock conflicts as DestinationBusyError."""
+def _unwrap(exc: PipelineStepFailed, warehouse_settings: WarehouseSettings) -> Exception:
+    """The sync's own error inside dlt's wrapper; lock conflicts and DuckDB's memory limit
+    as errors of their own."""
     cause: BaseException | None = exc
-    while cause is not None:
+    seen: set[int] = set()
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
         if isinstance(cause, SyncError):
             return cause
         if _lock_conflict(cause):
@@ -310,7 +318,16 @@ def _unwrap(exc: PipelineStepFailed) -> Exception:
                 f"the warehouse was locked by another process during step '{exc.step}'; "
                 "what was fetched is kept and the next sync loads it first"
             )
-        cause = cause.__cause__ or cause.__context__
+        if _out_of_memory(cause) and warehouse_settings.duckdb_path is not None:
+            kept = "; what was fetched is kept and the next sync loads it first"
+            limit = warehouse_settings.duckdb_memory_limit or "DuckDB's default"
+            return WarehouseMemoryError(
+                f"DuckDB ran out of memory within its limit ({limit}) during step "
+                f"'{exc.step}': raise sixtyfour_sync.duckdb_memory_limit "
+                f"(SIXTYFOUR_SYNC__DUCKDB_MEMORY_LIMIT){kept if exc.step == 'load' else ''}"
+            )
+        # dlt keeps a failed job's exception as `exception` rather than as the cause.
+        cause = getattr(cause, "exception", None) or cause.__cause__ or cause.__context__
     return exc
 
 
@@ -326,7 +343,7 @@ def _finish_pending(pipeline: Pipeline, warehouse_settings: WarehouseSettings) -
             pipeline.normalize()
             load_packages(pipeline, warehouse_settings)
         except PipelineStepFailed as exc:
-            raise _unwrap(exc) from exc
+            raise _unwrap(exc, warehouse_settings) from exc
         repair_reloaded_rows(pipeline, warehouse_settings)
 
 
@@ -442,6 +459,12 @@ def _while_locked(warehouse_settings: WarehouseSettings, attempt: Callable[[], o
 
 def _lock_conflict(exc: BaseException) -> bool:
     return "could not set lock" in str(exc).lower()
+
+
+def _out_of_memory(exc: BaseException) -> bool:
+    import duckdb  # loaded already by the time DuckDB fails
+
+    return isinstance(exc, duckdb.OutOfMemoryException)
 
 
 def _busy(warehouse_settings: WarehouseSettings) -> DestinationBusyError:

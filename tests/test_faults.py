@@ -187,3 +187,19 @@ def test_a_workflow_the_key_may_not_see_is_a_gap_not_a_failure(harness: Harness)
     )[0]
     expected = sum(1 for r in harness.world.runs() if r["workflow_id"] != hidden)
     assert loaded == expected
+
+
+def test_a_load_beyond_duckdbs_memory_limit_exits_2_and_the_next_sync_loads_it(
+    harness: Harness,
+) -> None:
+    result = run_cli(harness, "backfill", "--no-details", SIXTYFOUR_SYNC__DUCKDB_MEMORY_LIMIT="1MB")
+    assert result.returncode == 2, result.stderr
+    error = result.stderr.splitlines()[-1]
+    assert error.startswith("error: DuckDB ran out of memory within its limit (1MB)")
+    assert "SIXTYFOUR_SYNC__DUCKDB_MEMORY_LIMIT" in error and "Traceback" not in result.stderr
+    # What was fetched waits in the pipeline folder: the next sync loads it before reading.
+    again = run_cli(harness, "run", "--no-details")
+    assert again.returncode == 0, again.stderr
+    assert "loading what it had fetched first" in again.stderr
+    (runs,) = harness.rows("select count(*) from sixtyfour.workflow_runs")[0]
+    assert runs == len(harness.world.runs()) and harness.duplicate_runs() == 0

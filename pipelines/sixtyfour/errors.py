@@ -15,6 +15,12 @@ class ConfigError(SyncError):
     exit_code = 2
 
 
+class WarehouseMemoryError(SyncError):
+    """DuckDB needed more memory than its configured limit allows (exit 2: raise the limit)."""
+
+    exit_code = 2
+
+
 class AuthError(SyncError):
     """The API refused the key (401/403) (exit 2)."""
 
