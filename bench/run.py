@@ -70,6 +70,8 @@ RSS_GROWTH_RATIO = 1.5  # peak RSS at 4x the history, at most this many times th
 NOOP_REQUESTS = 2
 NOOP_IMPORT_RATIO = 2.0
 PACED_SLACK_SECONDS = 10.0
+# Repeats of one timed figure further apart than this (slowest / fastest - 1) are reported.
+UNEVEN_REPEATS = 0.25
 
 
 class Report:
@@ -78,6 +80,13 @@ class Report:
     def __init__(self) -> None:
         self.results: dict[str, Any] = {}
         self.targets: list[dict[str, Any]] = []
+        self.spreads: dict[str, float] = {}  # figure -> slowest repeat / fastest - 1
+
+    def repeats(self, figure: str, seconds: list[float]) -> str:
+        """The repeats of a timed figure, as printed; their spread is kept for the summary."""
+        if len(seconds) > 1 and min(seconds) > 0:
+            self.spreads[figure] = max(seconds) / min(seconds) - 1
+        return "each: " + ", ".join(f"{s:.2f}" for s in seconds)
 
     def section(self, title: str) -> None:
         print(f"\n{title}\n{'-' * len(title)}", flush=True)
@@ -272,7 +281,7 @@ def part_backfill(report: Report, runs: list[dict[str, Any]]) -> None:
     report.row(
         "wall time (process start to exit)",
         f"{summary['wall_seconds']:.2f} s",
-        "each: " + ", ".join(f"{r['wall_seconds']:.2f}" for r in runs),
+        report.repeats("end to end (ours)", [r["wall_seconds"] for r in runs]),
     )
     report.row("runs/s", thousands(summary["runs_per_second"]))
     report.row("CPU time of the sync process", f"{summary['cpu_seconds']:.2f} s")
@@ -354,12 +363,12 @@ def part_noop(report: Report, emulator: Emulator, repeats: int) -> None:
     report.row(
         "wall time of the no-op sync",
         f"{wall:.2f} s",
-        "each: " + ", ".join(f"{w:.2f}" for w in walls),
+        report.repeats("no-op sync", walls),
     )
     report.row(
         "wall time of `python -c 'import dlt'`",
         f"{bare:.2f} s",
-        "each: " + ", ".join(f"{w:.2f}" for w in imports),
+        report.repeats("bare import", imports),
     )
     report.row("exit codes", ", ".join(map(str, codes)))
     report.target(
@@ -396,7 +405,7 @@ def part_baseline(report: Report, runs: list[dict[str, Any]]) -> None:
     report.row(
         "wall time (process start to exit)",
         f"{wall:.2f} s",
-        "each: " + ", ".join(f"{r['wall_seconds']:.2f}" for r in runs),
+        report.repeats("end to end (baseline)", [r["wall_seconds"] for r in runs]),
     )
     report.row("runs/s", thousands(baseline_rate))
     report.row("requests (emulator count)", str(runs[-1]["emulator_requests"]))
@@ -433,11 +442,13 @@ def part_processing(report: Report, pages_dir: Path, work: Path, repeats: int) -
         f"{ours_seconds:.2f} s",
         f"{thousands(ours_rate)} runs/s; " + _steps(ours[-1]["steps"]),
     )
+    report.row("", "", report.repeats("processing (ours)", [r["seconds"] for r in ours]))
     report.row(
         "baseline: json.loads, dlt normaliser, parquet",
         f"{plain_seconds:.2f} s",
         f"{thousands(plain_rate)} runs/s; " + _steps(plain[-1]["steps"]),
     )
+    report.row("", "", report.repeats("processing (baseline)", [r["seconds"] for r in plain]))
     report.row("runs in each warehouse", f"{ours[-1]['runs']:,} / {plain[-1]['runs']:,}")
     report.row("ours / baseline", f"{ratio:.2f}x")
     report.target(
@@ -704,6 +715,16 @@ def main() -> None:
         f"load average (1 min) at start {start_load:.2f}, at end {os.getloadavg()[0]:.2f}: "
         "other work on this machine shows in the timings"
     )
+    report.results["repeat_spreads"] = report.spreads
+    RESULTS_PATH.write_text(json.dumps(report.results, indent=2, default=str) + "\n")
+    uneven = {f: spread for f, spread in report.spreads.items() if spread > UNEVEN_REPEATS}
+    if uneven:
+        # A shared machine whose speed changes within minutes moves a median of three too.
+        worst = ", ".join(f"{f} {spread:.0%}" for f, spread in sorted(uneven.items()))
+        print(
+            f"warning: the machine's speed varied during the run: the slowest repeat was slower "
+            f"than the fastest by {worst}; ratios near a target need another run to be trusted"
+        )
 
 
 if __name__ == "__main__":
