@@ -284,6 +284,40 @@ def test_child_rows_are_replaced_by_their_runs_job_id_alone(harness: Harness) ->
     assert harness.repeated_keys("workflow_runs__metrics", "job_id, metric") == 0
 
 
+def child_primary_keys(schema: dict[str, Any]) -> dict[str, list[str]]:
+    return {
+        table: [
+            name for name, c in schema["tables"][table]["columns"].items() if c.get("primary_key")
+        ]
+        for table in ("workflow_runs__metrics", "workflow_runs__blocks")
+    }
+
+
+def test_a_stored_primary_key_on_child_rows_is_dropped_at_the_next_sync(harness: Harness) -> None:
+    # Older versions, and the source in one's own pipeline (dlt deduplicating), store
+    # (job_id, metric) and (job_id, block_index) as primary keys: dlt keeps a stored key.
+    own = dlt.pipeline(
+        pipeline_name=settings.PIPELINE_NAME,
+        destination=dlt.destinations.duckdb(str(harness.duckdb_path)),
+        dataset_name=settings.DATASET_NAME,
+    )
+    own.run(sixtyfour(backfill=True, details=False, **harness.source_args()))
+    assert child_primary_keys(own.default_schema.to_dict()) == {
+        "workflow_runs__metrics": ["job_id", "metric"],
+        "workflow_runs__blocks": ["job_id", "block_index"],
+    }
+    harness.world.advance(600, new_runs=30)
+    assert harness.sync(details=False).status == "ok"
+    (stored,) = harness.rows(
+        "select schema from sixtyfour._dlt_version order by inserted_at desc limit 1"
+    )[0]
+    no_keys = {"workflow_runs__metrics": [], "workflow_runs__blocks": []}
+    assert child_primary_keys(json.loads(stored)) == no_keys
+    assert_warehouse_matches_api(harness)
+    assert harness.repeated_keys("workflow_runs__metrics", "job_id, metric") == 0
+    assert harness.repeated_keys("workflow_runs__blocks", "job_id, block_index") == 0
+
+
 def test_batches_reach_dlt_joined_per_table_and_nothing_is_lost() -> None:
     def runs(ids: list[str], **extra: pa.Array) -> pa.Table:
         return pa.table({"job_id": pa.array(ids), **extra})

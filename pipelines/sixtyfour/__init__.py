@@ -59,8 +59,8 @@ def _table_hints(append: bool, deduplicated: bool = True) -> dict[str, Any]:
     if deduplicated:
         # Child rows are replaced by their run's job_id alone. Declared a primary key too,
         # their key makes dlt delete where (job_id and metric) or job_id: a join DuckDB runs
-        # three to four times slower, in far more memory. (dlt keeps the key in warehouses
-        # whose stored schema has it; deduplicating loads need it: see LIBRARY_HINTS.)
+        # three to four times slower, in far more memory. (dlt keeps a key a stored schema
+        # has: the runner drops it there. Deduplicating loads need it: see LIBRARY_HINTS.)
         keys["workflow_runs__metrics"] = keys["workflow_runs__blocks"] = []
     return {
         "workflow_runs": dlt.mark.make_hints(
