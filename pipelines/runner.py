@@ -346,7 +346,8 @@ def _unwrap(exc: PipelineStepFailed, warehouse_settings: WarehouseSettings) -> E
                 f"(SIXTYFOUR_SYNC__DUCKDB_MEMORY_LIMIT){kept if exc.step == 'load' else ''}"
             )
         # dlt keeps a failed job's exception as `exception` rather than as the cause.
-        cause = getattr(cause, "exception", None) or cause.__cause__ or cause.__context__
+        inner = getattr(cause, "exception", None)
+        cause = inner if isinstance(inner, BaseException) else cause.__cause__ or cause.__context__
     return exc
 
 
