@@ -241,6 +241,15 @@ def test_what_arrow_cannot_read_goes_through_parse_instant() -> None:
     ]
 
 
+def test_rfc_3339s_lowercase_separator_and_zone_read_as_their_capitals() -> None:
+    values = ["2026-10-31t05:11:47.5z", "2026-10-31T05:11:47z", "2026-10-31t10:56:47+05:45"]
+    assert to_utc_array(values).to_pylist() == [
+        datetime(2026, 10, 31, 5, 11, 47, 500000, tzinfo=UTC),
+        datetime(2026, 10, 31, 5, 11, 47, tzinfo=UTC),
+        datetime(2026, 10, 31, 5, 11, 47, tzinfo=UTC),
+    ]
+
+
 def test_nulls_stay_null_and_the_first_unreadable_value_is_named() -> None:
     assert to_utc_array([None, None]).to_pylist() == [None, None]
     assert to_utc_array(pa.array([], pa.string())).to_pylist() == []

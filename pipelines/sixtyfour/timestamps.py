@@ -72,6 +72,8 @@ def parse_instant(value: Any) -> datetime:
     # starts with its year.
     if not isinstance(value, str) or not value[:4].isdigit():
         raise BadTimestamp(value)
+    if value.endswith("z"):
+        value = value[:-1] + "Z"  # RFC 3339 allows a lowercase z; Python's reader does not
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError:
