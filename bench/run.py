@@ -442,13 +442,17 @@ def part_processing(report: Report, pages_dir: Path, work: Path, repeats: int) -
         f"{ours_seconds:.2f} s",
         f"{thousands(ours_rate)} runs/s; " + _steps(ours[-1]["steps"]),
     )
-    report.row("", "", report.repeats("processing (ours)", [r["seconds"] for r in ours]))
+    report.row(
+        "  each repeat", "", report.repeats("processing (ours)", [r["seconds"] for r in ours])
+    )
     report.row(
         "baseline: json.loads, dlt normaliser, parquet",
         f"{plain_seconds:.2f} s",
         f"{thousands(plain_rate)} runs/s; " + _steps(plain[-1]["steps"]),
     )
-    report.row("", "", report.repeats("processing (baseline)", [r["seconds"] for r in plain]))
+    report.row(
+        "  each repeat", "", report.repeats("processing (baseline)", [r["seconds"] for r in plain])
+    )
     report.row("runs in each warehouse", f"{ours[-1]['runs']:,} / {plain[-1]['runs']:,}")
     report.row("ours / baseline", f"{ratio:.2f}x")
     report.target(
@@ -699,6 +703,7 @@ def main() -> None:
     report.results["targets"] = report.targets
     report.results["bench_seconds"] = elapsed
     report.results["machine"]["load_average_at_end"] = os.getloadavg()
+    report.results["repeat_spreads"] = report.spreads
     RESULTS_PATH.write_text(json.dumps(report.results, indent=2, default=str) + "\n")
 
     report.section("Targets")
@@ -715,15 +720,15 @@ def main() -> None:
         f"load average (1 min) at start {start_load:.2f}, at end {os.getloadavg()[0]:.2f}: "
         "other work on this machine shows in the timings"
     )
-    report.results["repeat_spreads"] = report.spreads
-    RESULTS_PATH.write_text(json.dumps(report.results, indent=2, default=str) + "\n")
     uneven = {f: spread for f, spread in report.spreads.items() if spread > UNEVEN_REPEATS}
     if uneven:
         # A shared machine whose speed changes within minutes moves a median of three too.
-        worst = ", ".join(f"{f} {spread:.0%}" for f, spread in sorted(uneven.items()))
+        spreads = ", ".join(
+            f"{f} {spread:.0%}" for f, spread in sorted(uneven.items(), key=lambda i: -i[1])
+        )
         print(
-            f"warning: the machine's speed varied during the run: the slowest repeat was slower "
-            f"than the fastest by {worst}; ratios near a target need another run to be trusted"
+            "warning: the machine's speed varied during the run; slowest repeat against the "
+            f"fastest: {spreads}. Ratios near a target need another run to be trusted"
         )
 
 

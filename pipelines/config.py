@@ -12,11 +12,12 @@ from pipelines.sixtyfour.errors import ConfigError
 REPO_DIR = Path(__file__).resolve().parent.parent
 DEFAULT_DUCKDB_PATH = Path("~/.local/share/sixtyfour-sync/sixtyfour-sync.duckdb")
 # DuckDB takes up to 80% of the machine's memory by default; a cron host has other work.
-# Within its limit DuckDB keeps the blocks it wrote. One thread within 32MB loads a
-# 200,000-run backfill with about 50 MB more than the sync's own memory; two threads within
-# 64MB add about 85 MB, for a backfill 0 to 0.6 s faster on a 2-core host. A merge of all those
-# runs again still fits: it first ran out of memory at 20MB (at 40MB with two threads).
-DEFAULT_DUCKDB_MEMORY_LIMIT = "32MB"
+# Within its limit DuckDB keeps the blocks it wrote: one thread within 64MB loads a
+# 200,000-run backfill with about 75 MB more than the sync's own memory (two threads: about
+# 85 MB, for a backfill 0 to 0.6 s faster on a 2-core host; 32MB: about 50 MB). A merge's
+# delete needs memory in proportion to the runs it replaces: 64MB merged the metric rows of
+# 500,000 runs again (a second backfill) and failed at 1,000,000; 32MB failed at 300,000.
+DEFAULT_DUCKDB_MEMORY_LIMIT = "64MB"
 DEFAULT_DUCKDB_THREADS = 1
 
 

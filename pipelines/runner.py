@@ -184,7 +184,7 @@ def _sync(
         report.details_pending = max(0, waiting - report.detail_requests)
     if done:
         return False
-    _merge_child_rows_by_run(pipeline)
+    _drop_stored_child_primary_keys(pipeline)
     # The steps one by one, so the wait for a busy warehouse comes right before the load.
     try:
         pipeline.extract(source, refresh=refresh)
@@ -259,7 +259,7 @@ def _resource_state(pipeline: Pipeline) -> dict[str, Any]:
     return dict(resources.get("workflow_runs") or {})
 
 
-def _merge_child_rows_by_run(pipeline: Pipeline) -> None:
+def _drop_stored_child_primary_keys(pipeline: Pipeline) -> None:
     """Drop the primary key that older versions stored on the child tables.
 
     Their rows are replaced by job_id (the merge key) alone. With (job_id, metric) stored as
@@ -337,17 +337,15 @@ def _unwrap(exc: PipelineStepFailed, warehouse_settings: WarehouseSettings) -> E
                 f"the warehouse was locked by another process during step '{exc.step}'; "
                 "what was fetched is kept and the next sync loads it first"
             )
-        if _out_of_memory(cause) and warehouse_settings.duckdb_path is not None:
-            kept = "; what was fetched is kept and the next sync loads it first"
+        if warehouse_settings.duckdb_path is not None and _out_of_memory(cause):
             limit = warehouse_settings.duckdb_memory_limit or "DuckDB's default"
+            kept = "; what was fetched is kept and the next sync loads it first"
             return WarehouseMemoryError(
                 f"DuckDB ran out of memory within its limit ({limit}) during step "
                 f"'{exc.step}': raise sixtyfour_sync.duckdb_memory_limit "
-                f"(SIXTYFOUR_SYNC__DUCKDB_MEMORY_LIMIT){kept if exc.step == 'load' else ''}"
+                f"(SIXTYFOUR_SYNC__DUCKDB_MEMORY_LIMIT){kept if exc.has_pending_data else ''}"
             )
-        # dlt keeps a failed job's exception as `exception` rather than as the cause.
-        inner = getattr(cause, "exception", None)
-        cause = inner if isinstance(inner, BaseException) else cause.__cause__ or cause.__context__
+        cause = cause.__cause__ or cause.__context__
     return exc
 
 
@@ -481,10 +479,18 @@ def _lock_conflict(exc: BaseException) -> bool:
     return "could not set lock" in str(exc).lower()
 
 
+# How DuckDB words running out of its limit: an OutOfMemoryException mostly, but a commit
+# that cannot pin a block fails as a TransactionException with the same words.
+_OUT_OF_MEMORY_WORDS = ("out of memory", "failed to pin block", "could not allocate block")
+
+
 def _out_of_memory(exc: BaseException) -> bool:
     import duckdb  # loaded already by the time DuckDB fails
 
-    return isinstance(exc, duckdb.OutOfMemoryException)
+    if isinstance(exc, duckdb.OutOfMemoryException):
+        return True
+    text = str(exc).lower()
+    return isinstance(exc, duckdb.Error) and any(words in text for words in _OUT_OF_MEMORY_WORDS)
 
 
 def _busy(warehouse_settings: WarehouseSettings) -> DestinationBusyError:

@@ -189,17 +189,34 @@ def test_a_workflow_the_key_may_not_see_is_a_gap_not_a_failure(harness: Harness)
     assert loaded == expected
 
 
-def test_a_load_beyond_duckdbs_memory_limit_exits_2_and_the_next_sync_loads_it(
+def test_a_merge_beyond_duckdbs_memory_limit_exits_2_and_the_next_sync_loads_it(
     harness: Harness,
 ) -> None:
-    result = run_cli(harness, "backfill", "--no-details", SIXTYFOUR_SYNC__DUCKDB_MEMORY_LIMIT="1MB")
+    assert run_cli(harness, "backfill", "--no-details").returncode == 0
+    harness.world.advance(600, new_runs=40)
+    # A second backfill merges every run again: its delete needs more than 8MB here.
+    result = run_cli(harness, "backfill", "--no-details", SIXTYFOUR_SYNC__DUCKDB_MEMORY_LIMIT="8MB")
     assert result.returncode == 2, result.stderr
     error = result.stderr.splitlines()[-1]
-    assert error.startswith("error: DuckDB ran out of memory within its limit (1MB)")
-    assert "SIXTYFOUR_SYNC__DUCKDB_MEMORY_LIMIT" in error and "Traceback" not in result.stderr
-    # What was fetched waits in the pipeline folder: the next sync loads it before reading.
+    assert error.startswith("error: DuckDB ran out of memory within its limit (8MB)")
+    assert "SIXTYFOUR_SYNC__DUCKDB_MEMORY_LIMIT" in error and "fetched is kept" in error
+    # dlt logs each retry of the failing job with its traceback; only --verbose shows them.
+    assert "Traceback" not in result.stderr
     again = run_cli(harness, "run", "--no-details")
     assert again.returncode == 0, again.stderr
     assert "loading what it had fetched first" in again.stderr
     (runs,) = harness.rows("select count(*) from sixtyfour.workflow_runs")[0]
     assert runs == len(harness.world.runs()) and harness.duplicate_runs() == 0
+    assert harness.repeated_keys("workflow_runs__metrics", "job_id, metric") == 0
+
+
+def test_duckdbs_ways_of_running_out_of_memory_are_told_from_other_errors() -> None:
+    import duckdb
+
+    from pipelines.runner import _out_of_memory
+
+    assert _out_of_memory(duckdb.OutOfMemoryException("Out of Memory Error: ..."))
+    commit = "Failed to commit: failed to pin block of size 256.0 KiB (5.6 MiB/5.7 MiB used)"
+    assert _out_of_memory(duckdb.TransactionException(commit))
+    assert not _out_of_memory(duckdb.TransactionException("Conflict on tuple deletion"))
+    assert not _out_of_memory(ValueError("out of memory"))  # not DuckDB's
