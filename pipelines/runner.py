@@ -36,12 +36,12 @@ from pipelines.sixtyfour.errors import (
     SyncError,
     WarehouseMemoryError,
 )
+from pipelines.sixtyfour.extract import BLOCKS_TABLE, METRICS_TABLE
 from pipelines.sixtyfour.ledger import LEDGER_TABLE, SyncReport
 from pipelines.sixtyfour.reader import ProgressCallback
 
 log = logging.getLogger("sixtyfour_sync.runner")
 
-CHILD_TABLES = ("workflow_runs__metrics", "workflow_runs__blocks")
 DATA_TABLES = (
     "workflows",
     "workflow_runs",
@@ -270,7 +270,7 @@ def _drop_stored_child_primary_keys(pipeline: Pipeline) -> None:
     """
     if not pipeline.default_schema_name:
         return  # no schema yet: the resource's hints make one without the key
-    for table_name in CHILD_TABLES:
+    for table_name in (METRICS_TABLE, BLOCKS_TABLE):
         table = pipeline.default_schema.tables.get(table_name)
         for column in (table or {}).get("columns", {}).values():
             column.pop("primary_key", None)
@@ -327,9 +327,7 @@ def _unwrap(exc: PipelineStepFailed, warehouse_settings: WarehouseSettings) -> E
     """The sync's own error inside dlt's wrapper; lock conflicts and DuckDB's memory limit
     as errors of their own."""
     cause: BaseException | None = exc
-    seen: set[int] = set()
-    while cause is not None and id(cause) not in seen:
-        seen.add(id(cause))
+    while cause is not None:
         if isinstance(cause, SyncError):
             return cause
         if _lock_conflict(cause):
@@ -489,8 +487,10 @@ def _out_of_memory(exc: BaseException) -> bool:
 
     if isinstance(exc, duckdb.OutOfMemoryException):
         return True
+    if not isinstance(exc, duckdb.Error):
+        return False
     text = str(exc).lower()
-    return isinstance(exc, duckdb.Error) and any(words in text for words in _OUT_OF_MEMORY_WORDS)
+    return any(words in text for words in _OUT_OF_MEMORY_WORDS)
 
 
 def _busy(warehouse_settings: WarehouseSettings) -> DestinationBusyError:
