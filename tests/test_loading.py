@@ -26,11 +26,16 @@ def staging_exists(harness: Harness) -> bool:
     return rows[0][0] > 0
 
 
-def stored_dispositions(harness: Harness) -> dict[str, str]:
+def latest_stored_schema(harness: Harness) -> dict[str, Any]:
+    """The schema dlt stored in the warehouse with its latest load."""
     (schema,) = harness.rows(
         "select schema from sixtyfour._dlt_version order by inserted_at desc limit 1"
     )[0]
-    tables = json.loads(schema)["tables"]
+    return dict(json.loads(schema))
+
+
+def stored_dispositions(harness: Harness) -> dict[str, str]:
+    tables = latest_stored_schema(harness)["tables"]
     return {name: table.get("write_disposition") for name, table in tables.items()}
 
 
@@ -267,23 +272,6 @@ def test_a_run_only_its_workflows_pages_show_that_changes_between_them_loads_onc
         assert harness.duplicate_runs() == 0
 
 
-def test_child_rows_are_replaced_by_their_runs_job_id_alone(harness: Harness) -> None:
-    harness.sync(details=False)
-    harness.world.advance(600, new_runs=20)
-    harness.sync(details=False)
-    (schema,) = harness.rows(
-        "select schema from sixtyfour._dlt_version order by inserted_at desc limit 1"
-    )[0]
-    tables = json.loads(schema)["tables"]
-    for table in ("workflow_runs__metrics", "workflow_runs__blocks"):
-        columns = tables[table]["columns"]
-        # No primary key beside the merge key: dlt's delete then joins on job_id only.
-        assert [name for name, c in columns.items() if c.get("primary_key")] == [], table
-        assert [name for name, c in columns.items() if c.get("merge_key")] == ["job_id"], table
-    assert_warehouse_matches_api(harness)
-    assert harness.repeated_keys("workflow_runs__metrics", "job_id, metric") == 0
-
-
 def child_primary_keys(schema: dict[str, Any]) -> dict[str, list[str]]:
     return {
         table: [
@@ -291,6 +279,23 @@ def child_primary_keys(schema: dict[str, Any]) -> dict[str, list[str]]:
         ]
         for table in ("workflow_runs__metrics", "workflow_runs__blocks")
     }
+
+
+NO_CHILD_KEYS: dict[str, list[str]] = {"workflow_runs__metrics": [], "workflow_runs__blocks": []}
+
+
+def test_child_rows_are_replaced_by_their_runs_job_id_alone(harness: Harness) -> None:
+    harness.sync(details=False)
+    harness.world.advance(600, new_runs=20)
+    harness.sync(details=False)
+    stored = latest_stored_schema(harness)
+    # No primary key beside the merge key: dlt's delete then joins on job_id only.
+    assert child_primary_keys(stored) == NO_CHILD_KEYS
+    for table in NO_CHILD_KEYS:
+        columns = stored["tables"][table]["columns"]
+        assert [name for name, c in columns.items() if c.get("merge_key")] == ["job_id"], table
+    assert_warehouse_matches_api(harness)
+    assert harness.repeated_keys("workflow_runs__metrics", "job_id, metric") == 0
 
 
 def test_a_stored_primary_key_on_child_rows_is_dropped_at_the_next_sync(harness: Harness) -> None:
@@ -308,11 +313,7 @@ def test_a_stored_primary_key_on_child_rows_is_dropped_at_the_next_sync(harness:
     }
     harness.world.advance(600, new_runs=30)
     assert harness.sync(details=False).status == "ok"
-    (stored,) = harness.rows(
-        "select schema from sixtyfour._dlt_version order by inserted_at desc limit 1"
-    )[0]
-    no_keys = {"workflow_runs__metrics": [], "workflow_runs__blocks": []}
-    assert child_primary_keys(json.loads(stored)) == no_keys
+    assert child_primary_keys(latest_stored_schema(harness)) == NO_CHILD_KEYS
     assert_warehouse_matches_api(harness)
     assert harness.repeated_keys("workflow_runs__metrics", "job_id, metric") == 0
     assert harness.repeated_keys("workflow_runs__blocks", "job_id, block_index") == 0
