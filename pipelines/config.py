@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +20,26 @@ DEFAULT_DUCKDB_PATH = Path("~/.local/share/sixtyfour-sync/sixtyfour-sync.duckdb"
 # 500,000 runs again (a second backfill) and failed at 1,000,000; 32MB failed at 300,000.
 DEFAULT_DUCKDB_MEMORY_LIMIT = "64MB"
 DEFAULT_DUCKDB_THREADS = 1
+# A load that only appends (a first backfill, a full refresh) writes each block once and never
+# reads it back, so DuckDB needs little memory for it however large it is: one thread within
+# 16MB appended 1,000,000 runs and their 7,000,000 metric rows (12MB ran out), and a
+# 200,000-run backfill peaked about 40 MB lower than within 64MB, 0.03 s slower.
+APPEND_MEMORY_LIMIT = "16MB"
+
+# DuckDB's units: KB, MB, ... count thousands, KiB, MiB, ... 1024s.
+_SIZE_UNITS = {
+    "b": 1e-6, "bytes": 1e-6, "kb": 1e-3, "mb": 1.0, "gb": 1e3, "tb": 1e6,
+    "kib": 1024 / 1e6, "mib": 1024**2 / 1e6, "gib": 1024**3 / 1e6, "tib": 1024**4 / 1e6,
+}  # fmt: skip
+_SIZE = re.compile(r"\s*(\d+(?:\.\d*)?)\s*([a-z]*)\s*", re.IGNORECASE)
+
+
+def megabytes(size: str) -> float | None:
+    """A DuckDB memory size ('64MB', '1 GiB', '500kb') in megabytes; None when unreadable."""
+    match = _SIZE.fullmatch(size)
+    if match is None or match.group(2).lower() not in _SIZE_UNITS:
+        return None
+    return float(match.group(1)) * _SIZE_UNITS[match.group(2).lower()]
 
 
 def use_project_settings() -> None:
@@ -42,6 +63,20 @@ class WarehouseSettings:
     snapshot_path: Path | None = None
     duckdb_memory_limit: str = DEFAULT_DUCKDB_MEMORY_LIMIT
     duckdb_threads: int = DEFAULT_DUCKDB_THREADS  # 0: DuckDB's default, one per core
+
+    def append_memory_limit(self) -> str | None:
+        """The lower limit a DuckDB load that only appends runs within; None: the configured one.
+
+        Only with one thread (each thread needs a share of the limit) and a configured limit
+        that is larger and readable. An empty limit leaves DuckDB to decide, as asked.
+        """
+        if self.duckdb_path is None or self.duckdb_threads != 1 or not self.duckdb_memory_limit:
+            return None
+        configured = megabytes(self.duckdb_memory_limit)
+        lean = megabytes(APPEND_MEMORY_LIMIT)
+        if configured is None or lean is None or configured <= lean:
+            return None
+        return APPEND_MEMORY_LIMIT
 
     @classmethod
     def resolve(cls, destination: str | None = None) -> WarehouseSettings:

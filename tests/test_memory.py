@@ -10,8 +10,10 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+from dlt.pipeline.pipeline import Pipeline
 
-from pipelines import runner
+from pipelines import config, runner
+from pipelines.config import WarehouseSettings, megabytes
 from pipelines.emulator import Fault
 from pipelines.memory import lean_cycle_collection
 from pipelines.sixtyfour.client import SixtyfourClient
@@ -128,3 +130,88 @@ def test_the_command_line_runs_arrow_on_the_c_librarys_allocator_unless_told_oth
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == expected
+
+
+def test_duckdb_memory_sizes_are_read_in_its_units() -> None:
+    assert megabytes("64MB") == 64.0
+    assert megabytes("1 GiB") == pytest.approx(1073.741824)
+    assert megabytes("500kb") == 0.5
+    assert megabytes("1.5GB") == 1500.0
+    assert megabytes("80%") is None and megabytes("lots") is None and megabytes("100") is None
+
+
+@pytest.mark.parametrize(
+    ("limit", "threads", "expected"),
+    [
+        ("64MB", 1, config.APPEND_MEMORY_LIMIT),
+        ("1GB", 1, config.APPEND_MEMORY_LIMIT),
+        ("16MB", 1, None),  # not above the lower limit: the configured one stands
+        ("8MB", 1, None),
+        ("64MB", 2, None),  # each thread needs its share
+        ("64MB", 0, None),
+        ("", 1, None),  # DuckDB's own default, as the user asked
+        ("a lot", 1, None),  # unreadable: left to DuckDB as configured
+    ],
+)
+def test_only_a_single_threaded_duckdb_with_a_larger_limit_appends_within_the_lower_one(
+    tmp_path: object, limit: str, threads: int, expected: str | None
+) -> None:
+    warehouse = WarehouseSettings(
+        duckdb_path=tmp_path / "w.duckdb",  # type: ignore[operator]
+        duckdb_memory_limit=limit,
+        duckdb_threads=threads,
+    )
+    assert warehouse.append_memory_limit() == expected
+    assert WarehouseSettings(destination="postgres").append_memory_limit() is None
+
+
+def record_load_limits(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """The DuckDB memory limit each of dlt's load steps opens the warehouse with."""
+    limits: list[object] = []
+    load = Pipeline.load
+
+    def recording(self: Pipeline, *args: object, **kwargs: object) -> object:
+        credentials = self.destination.config_params["credentials"]
+        limits.append(credentials.global_config.get("memory_limit"))
+        return load(self, *args, **kwargs)
+
+    monkeypatch.setattr(Pipeline, "load", recording)
+    return limits
+
+
+def test_a_first_backfill_appends_within_the_lower_limit_and_later_merges_do_not(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    limits = record_load_limits(monkeypatch)
+    harness.sync(backfill=True, details=False)
+    assert limits == [config.APPEND_MEMORY_LIMIT]
+    harness.world.advance(600, new_runs=30)
+    harness.sync(details=False)
+    harness.sync(backfill=True, details=False)  # merges every run again
+    assert limits == [config.APPEND_MEMORY_LIMIT, "64MB", "64MB"]
+    harness.sync(full_refresh=True, backfill=True, details=False)  # dropped: appended again
+    assert limits[-1] == config.APPEND_MEMORY_LIMIT
+    assert harness.duplicate_runs() == 0
+    (runs,) = harness.rows("select count(*) from sixtyfour.workflow_runs")[0]
+    assert runs == len(harness.world.runs())
+
+
+def test_an_append_that_needs_more_memory_loads_within_the_configured_limit(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Within 1MB DuckDB cannot append a thing: the load must go on within the configured 64MB.
+    monkeypatch.setattr(config, "APPEND_MEMORY_LIMIT", "1MB")
+    monkeypatch.setenv("LOAD__RAISE_ON_MAX_RETRIES", "1")  # no need to watch it fail 5 times
+    limits = record_load_limits(monkeypatch)
+    caplog.set_level("INFO", logger="sixtyfour_sync.runner")
+    report = harness.sync(backfill=True, details=False)
+    assert limits == ["1MB", "64MB"]
+    assert "appending needed more than 1MB: loading the rest within 64MB" in caplog.text
+    (runs,) = harness.rows("select count(*) from sixtyfour.workflow_runs")[0]
+    assert runs == report.runs_loaded == len(harness.world.runs())
+    assert harness.duplicate_runs() == 0
+    assert harness.repeated_keys("workflow_runs__metrics", "job_id, metric") == 0
+    (metric_rows,) = harness.rows("select count(*) from sixtyfour.workflow_runs__metrics")[0]
+    assert metric_rows > runs
+    (loads,) = harness.rows("select count(*) from sixtyfour._dlt_loads where status = 0")[0]
+    assert loads == 1

@@ -83,7 +83,9 @@ class Extraction:
                 self._close()
             return
         try:
-            yield from self._read_ahead
+            # Handed on and let go: held here, the first tables would stay in memory to the end.
+            while self._read_ahead:
+                yield self._read_ahead.pop(0)
             yield from self._tables
         finally:
             self._close()
