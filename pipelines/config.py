@@ -13,17 +13,18 @@ from pipelines.sixtyfour.errors import ConfigError
 REPO_DIR = Path(__file__).resolve().parent.parent
 DEFAULT_DUCKDB_PATH = Path("~/.local/share/sixtyfour-sync/sixtyfour-sync.duckdb")
 # DuckDB takes up to 80% of the machine's memory by default; a cron host has other work.
-# Within its limit DuckDB keeps the blocks it wrote: one thread within 64MB loads a
-# 200,000-run backfill with about 75 MB more than the sync's own memory (two threads: about
-# 85 MB, for a backfill 0 to 0.6 s faster on a 2-core host; 32MB: about 50 MB). A merge's
-# delete needs memory in proportion to the runs it replaces: 64MB merged the metric rows of
-# 500,000 runs again (a second backfill) and failed at 1,000,000; 32MB failed at 300,000.
+# Within its limit DuckDB keeps the blocks it wrote: one thread within 64MB appends a
+# 200,000-run backfill with about 70 MB more than the sync's own memory (two threads: about
+# 100 MB, 0.15 s faster on a 2-core host; the append limit below takes it to about 30 MB). A merge's delete needs memory in proportion to the
+# runs it replaces: 64MB merged the metric rows of 500,000 runs again (a second backfill) and
+# failed at 1,000,000; 32MB failed at 300,000.
 DEFAULT_DUCKDB_MEMORY_LIMIT = "64MB"
 DEFAULT_DUCKDB_THREADS = 1
 # A load that only appends (a first backfill, a full refresh) writes each block once and never
 # reads it back, so DuckDB needs little memory for it however large it is: one thread within
-# 16MB appended 1,000,000 runs and their 7,000,000 metric rows (12MB ran out), and a
-# 200,000-run backfill peaked about 40 MB lower than within 64MB, 0.03 s slower.
+# 16MB appended 1,000,000 runs and their 7,000,000 metric rows (12MB ran out; two threads
+# needed 40MB), and a 200,000-run backfill peaked about 40 MB lower than within 64MB, its load
+# about 0.05 s slower.
 APPEND_MEMORY_LIMIT = "16MB"
 
 # DuckDB's units: KB, MB, ... count thousands, KiB, MiB, ... 1024s.
