@@ -15,9 +15,10 @@ DEFAULT_DUCKDB_PATH = Path("~/.local/share/sixtyfour-sync/sixtyfour-sync.duckdb"
 # DuckDB takes up to 80% of the machine's memory by default; a cron host has other work.
 # Within its limit DuckDB keeps the blocks it wrote: one thread within 64MB appends a
 # 200,000-run backfill with about 70 MB more than the sync's own memory (two threads: about
-# 100 MB, 0.15 s faster on a 2-core host; the append limit below takes it to about 30 MB). A merge's delete needs memory in proportion to the
-# runs it replaces: 64MB merged the metric rows of 500,000 runs again (a second backfill) and
-# failed at 1,000,000; 32MB failed at 300,000.
+# 100 MB, 0.15 s faster on a 2-core host; the append limit below takes one thread to about
+# 30 MB). A merge's delete needs memory in proportion to the runs it replaces: 64MB merged the
+# metric rows of 500,000 runs again (a second backfill) and failed at 1,000,000; 32MB failed
+# at 300,000.
 DEFAULT_DUCKDB_MEMORY_LIMIT = "64MB"
 DEFAULT_DUCKDB_THREADS = 1
 # A load that only appends (a first backfill, a full refresh) writes each block once and never
