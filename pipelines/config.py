@@ -13,12 +13,11 @@ from pipelines.sixtyfour.errors import ConfigError
 REPO_DIR = Path(__file__).resolve().parent.parent
 DEFAULT_DUCKDB_PATH = Path("~/.local/share/sixtyfour-sync/sixtyfour-sync.duckdb")
 # DuckDB takes up to 80% of the machine's memory by default; a cron host has other work.
-# Within its limit DuckDB keeps the blocks it wrote: one thread within 64MB appends a
-# 200,000-run backfill with about 70 MB more than the sync's own memory (two threads: about
-# 100 MB, 0.15 s faster on a 2-core host; the append limit below takes one thread to about
-# 30 MB). A merge's delete needs memory in proportion to the runs it replaces: 64MB merged the
-# metric rows of 500,000 runs again (a second backfill) and failed at 1,000,000; 32MB failed
-# at 300,000.
+# Within its limit DuckDB keeps the blocks it wrote: one thread within 64MB appended a
+# 200,000-run backfill with about 70 MB on top of the sync's own memory (within the append
+# limit below: about 30 MB). A merge's delete needs memory in proportion to the runs it
+# replaces: 64MB merged the metric rows of 500,000 runs again (a second backfill) and failed
+# at 1,000,000; 32MB failed at 300,000.
 DEFAULT_DUCKDB_MEMORY_LIMIT = "64MB"
 DEFAULT_DUCKDB_THREADS = 1
 # A load that only appends (a first backfill, a full refresh) writes each block once and never
@@ -28,7 +27,8 @@ DEFAULT_DUCKDB_THREADS = 1
 # about 0.05 s slower.
 APPEND_MEMORY_LIMIT = "16MB"
 
-# DuckDB's units: KB, MB, ... count thousands, KiB, MiB, ... 1024s.
+# The units of DuckDB's memory sizes: KB, MB, ... count thousands, KiB, MiB, ... 1024s. Its
+# other forms ("64 megabytes", "-1", "none") are not read: the configured limit stands then.
 _SIZE_UNITS = {
     "b": 1e-6, "bytes": 1e-6, "kb": 1e-3, "mb": 1.0, "gb": 1e3, "tb": 1e6,
     "kib": 1024 / 1e6, "mib": 1024**2 / 1e6, "gib": 1024**3 / 1e6, "tib": 1024**4 / 1e6,
@@ -75,8 +75,7 @@ class WarehouseSettings:
         if self.duckdb_path is None or self.duckdb_threads != 1 or not self.duckdb_memory_limit:
             return None
         configured = megabytes(self.duckdb_memory_limit)
-        lean = megabytes(APPEND_MEMORY_LIMIT)
-        if configured is None or lean is None or configured <= lean:
+        if configured is None or configured <= (megabytes(APPEND_MEMORY_LIMIT) or 0.0):
             return None
         return APPEND_MEMORY_LIMIT
 

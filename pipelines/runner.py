@@ -195,9 +195,10 @@ def _sync(
         release_freed_memory()
         pipeline.normalize()
         gained_rows = refresh is None and _gained_rows(client, warehouse_settings, extraction)
-        # A first backfill and a full refresh append to every table: DuckDB needs little
-        # memory for that, however many runs it is.
-        appends_only = refresh is not None or extraction.append_tables >= set(DATA_TABLES)
+        # A first sync (a new warehouse, or one whose tables hold no row) and a full refresh
+        # append to every table: DuckDB needs little memory for that, however many runs it
+        # is. (The ledger is always appended to; a failed sync may have left a row in it.)
+        appends_only = extraction.append_tables >= set(DATA_TABLES) - {LEDGER_TABLE}
         load_packages(pipeline, warehouse_settings, appends_only=appends_only)
         if gained_rows:
             repair_reloaded_rows(pipeline, warehouse_settings)
@@ -232,9 +233,10 @@ def load_packages(
     """dlt's load step, with the settings the destination wants.
 
     Args:
-        appends_only: every table of the load is appended to (no merge): DuckDB loads it
-            within a lower memory limit (`append_memory_limit`), and within the configured
-            one if that was not enough.
+        appends_only: the sync's tables are all appended to: DuckDB loads them within a
+            lower memory limit (`append_memory_limit`), and within the configured one if that
+            was not enough. (Runs that changed while the sync read them may merge in a
+            package of their own: a few runs, which the lower limit holds too.)
     """
     if warehouse_settings.duckdb_path is None:
         # Other warehouses load their tables side by side, as dlt does by default.
@@ -273,15 +275,15 @@ def _duckdb_memory_limit(pipeline: Pipeline, limit: str) -> Iterator[None]:
     the load does not keep its own.
     """
     credentials = pipeline.destination.config_params.get("credentials")
-    if not isinstance(credentials, DuckDbCredentials) or credentials.global_config is None:
-        yield
-        return
-    configured = credentials.global_config.get("memory_limit")
+    # make_pipeline's own credentials, which always carry a global config.
+    assert isinstance(credentials, DuckDbCredentials) and credentials.global_config is not None
+    settings_before = dict(credentials.global_config)
     credentials.global_config["memory_limit"] = limit
     try:
         yield
     finally:
-        credentials.global_config["memory_limit"] = configured
+        credentials.global_config.clear()
+        credentials.global_config.update(settings_before)
 
 
 def _publish(warehouse_settings: WarehouseSettings) -> None:

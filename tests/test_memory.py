@@ -196,17 +196,62 @@ def test_a_first_backfill_appends_within_the_lower_limit_and_later_merges_do_not
     assert runs == len(harness.world.runs())
 
 
-def test_an_append_that_needs_more_memory_loads_within_the_configured_limit(
+def test_a_first_backfill_after_a_failed_sync_still_appends_within_the_lower_limit(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    limits = record_load_limits(monkeypatch)
+    with pytest.raises(SyncError):
+        harness.sync(api_key="not-the-key", backfill=True, details=False)
+    (failed,) = harness.rows("select count(*) from sixtyfour.sync_runs")[0]
+    assert failed == 1  # its ledger row: the data tables hold nothing yet
+    harness.sync(backfill=True, details=False)
+    assert limits[-1] == config.APPEND_MEMORY_LIMIT
+
+
+def fail_copy_jobs(
+    monkeypatch: pytest.MonkeyPatch,
+    limits: list[object],
+    failure: Exception,
+    table: str = "",
+    tries: int = 1,
+) -> dict[str, list[object]]:
+    """Make DuckDB's copy jobs (of `table`, or all) fail while the lower limit is set, `tries`
+    times before dlt's load step gives up; returns the limit each table's job loaded within."""
+    from dlt.destinations.impl.duckdb.duck import DuckDbCopyJob
+
+    loaded: dict[str, list[object]] = {}
+    run = DuckDbCopyJob.run
+
+    def failing(self: DuckDbCopyJob) -> None:
+        name = self.load_table_name
+        if limits[-1] == config.APPEND_MEMORY_LIMIT and table in ("", name):
+            raise failure
+        run(self)
+        loaded.setdefault(name, []).append(limits[-1])
+
+    monkeypatch.setattr(DuckDbCopyJob, "run", failing)
+    monkeypatch.setenv("LOAD__RAISE_ON_MAX_RETRIES", str(tries))
+    return loaded
+
+
+def test_a_table_that_needs_more_memory_to_append_loads_within_the_configured_limit(
     harness: Harness, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    # Within 1MB DuckDB cannot append a thing: the load must go on within the configured 64MB.
-    monkeypatch.setattr(config, "APPEND_MEMORY_LIMIT", "1MB")
-    monkeypatch.setenv("LOAD__RAISE_ON_MAX_RETRIES", "1")  # no need to watch it fail 5 times
+    import duckdb
+
     limits = record_load_limits(monkeypatch)
+    memory = duckdb.OutOfMemoryException("Out of Memory Error: could not allocate block")
+    # Tried twice: the load step goes on with the other tables between the two tries.
+    loaded = fail_copy_jobs(monkeypatch, limits, memory, "workflow_runs__metrics", tries=2)
     caplog.set_level("INFO", logger="sixtyfour_sync.runner")
     report = harness.sync(backfill=True, details=False)
-    assert limits == ["1MB", "64MB"]
-    assert "appending needed more than 1MB: loading the rest within 64MB" in caplog.text
+    assert limits == [config.APPEND_MEMORY_LIMIT, "64MB"]
+    # What loaded within the lower limit stays; the jobs left load within the configured one.
+    assert loaded.pop("workflow_runs__metrics") == ["64MB"]
+    assert {"workflow_runs", "workflows"} <= set(loaded)
+    assert all(len(limits_of_table) == 1 for limits_of_table in loaded.values())
+    assert [config.APPEND_MEMORY_LIMIT] in loaded.values()
+    assert "appending needed more than 16MB: loading the rest within 64MB" in caplog.text
     (runs,) = harness.rows("select count(*) from sixtyfour.workflow_runs")[0]
     assert runs == report.runs_loaded == len(harness.world.runs())
     assert harness.duplicate_runs() == 0
@@ -215,3 +260,30 @@ def test_an_append_that_needs_more_memory_loads_within_the_configured_limit(
     assert metric_rows > runs
     (loads,) = harness.rows("select count(*) from sixtyfour._dlt_loads where status = 0")[0]
     assert loads == 1
+
+
+def test_an_append_that_fails_for_another_reason_is_not_tried_again(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import duckdb
+
+    limits = record_load_limits(monkeypatch)
+    fail_copy_jobs(monkeypatch, limits, duckdb.IOException("IO Error: No space left on device"))
+    with pytest.raises(Exception, match="No space left on device"):
+        harness.sync(backfill=True, details=False)
+    assert limits == [config.APPEND_MEMORY_LIMIT]
+
+
+def test_an_append_that_cannot_even_create_its_tables_loads_within_the_configured_limit(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Within 1MB DuckDB cannot create a table: the load must go on within the configured 64MB.
+    monkeypatch.setattr(config, "APPEND_MEMORY_LIMIT", "1MB")
+    monkeypatch.setenv("LOAD__RAISE_ON_MAX_RETRIES", "1")
+    limits = record_load_limits(monkeypatch)
+    report = harness.sync(backfill=True, details=False)
+    assert limits == ["1MB", "64MB"]
+    (runs,) = harness.rows("select count(*) from sixtyfour.workflow_runs")[0]
+    assert runs == report.runs_loaded == len(harness.world.runs())
+    assert harness.duplicate_runs() == 0
+    assert harness.repeated_keys("workflow_runs__metrics", "job_id, metric") == 0
