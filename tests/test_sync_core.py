@@ -121,6 +121,27 @@ def test_metric_rows_of_a_run_merged_again_are_replaced(harness: Harness) -> Non
     assert stored == expected and stored
 
 
+def test_a_run_merged_again_without_metrics_loses_its_metric_rows(harness: Harness) -> None:
+    harness.sync(details=False)  # appended: the metric rows carry no marker column yet
+    columns = harness.rows(
+        "select column_name from information_schema.columns "
+        "where table_name = 'workflow_runs__metrics'"
+    )
+    assert "_no_metrics" not in {name for (name,) in columns}
+    newest = json.loads(harness.world.runs_json(limit=500))
+    job_id = next(r["job_id"] for r in newest if r["status"] == "completed" and r["metrics"])
+    count = "select count(*) from sixtyfour.workflow_runs__metrics"
+    (rows_before,) = harness.rows(count)[0]
+    (rows_of_run,) = harness.rows(f"{count} where job_id = '{job_id}'")[0]
+    assert rows_of_run > 0
+    harness.world.advance(60)
+    harness.world.set_extra_field("metrics", None, [job_id], touch=True)
+    harness.sync(details=False)  # a merge: the run's marker row deletes its old rows
+    assert harness.rows(f"{count} where job_id = '{job_id}'")[0][0] == 0
+    assert harness.rows(count)[0][0] >= rows_before - rows_of_run
+    assert harness.repeated_keys("workflow_runs__metrics", "job_id, metric") == 0
+
+
 def test_sync_with_nothing_changed_loads_nothing(harness: Harness) -> None:
     harness.sync()
     before = harness.rows("select count(*) from sixtyfour.workflow_runs__metrics")

