@@ -268,11 +268,11 @@ def load_packages(
 
 @contextmanager
 def _duckdb_memory_limit(pipeline: Pipeline, limit: str) -> Iterator[None]:
-    """Open DuckDB within `limit` for the load meanwhile.
+    """The load step meanwhile opens DuckDB within `limit`.
 
-    The load step opens the file with the destination's credentials, which set the limit of
-    the whole DuckDB instance each time it is first opened: the connection held open around
-    the load does not keep its own.
+    It opens the file with the destination's credentials, which set the limit of the whole
+    DuckDB instance each time it is first opened: the connection held open around the load
+    does not keep its own.
     """
     credentials = pipeline.destination.config_params.get("credentials")
     # make_pipeline's own credentials, which always carry a global config.

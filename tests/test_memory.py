@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -154,10 +155,10 @@ def test_duckdb_memory_sizes_are_read_in_its_units() -> None:
     ],
 )
 def test_only_a_single_threaded_duckdb_with_a_larger_limit_appends_within_the_lower_one(
-    tmp_path: object, limit: str, threads: int, expected: str | None
+    tmp_path: Path, limit: str, threads: int, expected: str | None
 ) -> None:
     warehouse = WarehouseSettings(
-        duckdb_path=tmp_path / "w.duckdb",  # type: ignore[operator]
+        duckdb_path=tmp_path / "w.duckdb",
         duckdb_memory_limit=limit,
         duckdb_threads=threads,
     )
