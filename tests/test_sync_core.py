@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from dlt.pipeline.pipeline import Pipeline
 
+from pipelines.sixtyfour.metrics import METRICS_MARKER
 from pipelines.sixtyfour.timestamps import parse_instant
 from tests.conftest import Harness
 
@@ -127,7 +128,7 @@ def test_a_run_merged_again_without_metrics_loses_its_metric_rows(harness: Harne
         "select column_name from information_schema.columns "
         "where table_name = 'workflow_runs__metrics'"
     )
-    assert "_no_metrics" not in {name for (name,) in columns}
+    assert METRICS_MARKER not in {name for (name,) in columns}
     newest = json.loads(harness.world.runs_json(limit=500))
     job_id = next(r["job_id"] for r in newest if r["status"] == "completed" and r["metrics"])
     count = "select count(*) from sixtyfour.workflow_runs__metrics"
