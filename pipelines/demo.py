@@ -9,8 +9,12 @@ from pathlib import Path
 from pipelines import warehouse
 from pipelines.config import WarehouseSettings
 from pipelines.runner import DATA_TABLES, SyncRequest, make_pipeline, run_sync
+from pipelines.sixtyfour.errors import ConfigError
 
 DEMO_KEY = "demo-key"
+# Left in the demo's folder, so a later demo knows what in it is its own to replace.
+DEMO_MARKER = ".sixtyfour-sync-demo"
+DEMO_DATABASE = "sixtyfour-sync.duckdb"
 
 
 def run_demo(directory: Path, runs: int, workflows: int, seed: int) -> int:
@@ -19,11 +23,10 @@ def run_demo(directory: Path, runs: int, workflows: int, seed: int) -> int:
     from pipelines.emulator import EmulatorServer, World, WorldConfig
 
     directory = directory.expanduser().resolve()
-    shutil.rmtree(directory, ignore_errors=True)
-    directory.mkdir(parents=True)
+    _clear_demo_folder(directory)
     # The demo's state and file live apart from a real pipeline's.
     os.environ["DLT_DATA_DIR"] = str(directory / "dlt")
-    target = WarehouseSettings(duckdb_path=directory / "sixtyfour-sync.duckdb")
+    target = WarehouseSettings(duckdb_path=directory / DEMO_DATABASE)
 
     world = World(WorldConfig(seed=seed, runs=runs, workflows=workflows))
     with EmulatorServer(world, api_key=DEMO_KEY).start() as server:
@@ -44,6 +47,29 @@ def run_demo(directory: Path, runs: int, workflows: int, seed: int) -> int:
     for gap in first.gaps + second.gaps:
         print(f"warning: gap: {gap.describe()}")
     return 3 if first.gaps or second.gaps else 0
+
+
+def _clear_demo_folder(directory: Path) -> None:
+    """Start each demo afresh, removing only what an earlier demo left in `directory`.
+
+    A folder the demo did not make, holding anything, is refused rather than emptied: it may
+    be a real warehouse's (the demo's file has the default warehouse file's name).
+
+    Raises:
+        ConfigError: `directory` is a file, or a folder with files no demo left.
+    """
+    if directory.exists() and not directory.is_dir():
+        raise ConfigError(f"the demo's --directory {directory} is a file: choose a folder")
+    if directory.is_dir() and not (directory / DEMO_MARKER).exists() and any(directory.iterdir()):
+        raise ConfigError(
+            f"the demo's --directory {directory} holds files an earlier demo did not leave: "
+            "choose an empty or new folder"
+        )
+    directory.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(directory / "dlt", ignore_errors=True)
+    for name in (DEMO_DATABASE, DEMO_DATABASE + ".wal"):
+        (directory / name).unlink(missing_ok=True)
+    (directory / DEMO_MARKER).write_text("`sixtyfour-sync demo` replaces what it left here\n")
 
 
 def _print_summary(target: WarehouseSettings) -> None:

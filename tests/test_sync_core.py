@@ -221,3 +221,34 @@ def test_demo_command_runs_end_to_end(tmp_path: Path) -> None:
         (runs,) = db.sql("select count(*) from sixtyfour.workflow_runs").fetchone() or (0,)
         (health,) = db.sql("select count(*) from sixtyfour.workflow_health").fetchone() or (0,)
     assert runs >= 800 and health > 0
+
+
+def test_demo_runs_again_in_its_folder_and_keeps_what_it_did_not_make(tmp_path: Path) -> None:
+    from pipelines.demo import run_demo
+
+    directory = tmp_path / "demo"
+    assert run_demo(directory, runs=200, workflows=3, seed=1) == 0
+    (directory / "notes.txt").write_text("mine")
+    assert run_demo(directory, runs=300, workflows=3, seed=2) == 0
+    import duckdb
+
+    with duckdb.connect(str(directory / "sixtyfour-sync.duckdb"), read_only=True) as db:
+        (ledger_rows,) = db.sql("select count(*) from sixtyfour.sync_runs").fetchone() or (0,)
+    assert ledger_rows == 2  # the second demo's two syncs, not the first one's on top
+    assert (directory / "notes.txt").read_text() == "mine"
+
+
+def test_demo_refuses_a_folder_it_did_not_make_and_leaves_it_alone(tmp_path: Path) -> None:
+    directory = tmp_path / "someone-elses"
+    directory.mkdir()
+    (directory / "sixtyfour-sync.duckdb").write_bytes(b"a warehouse")
+    result = subprocess.run(
+        [sys.executable, "-m", "pipelines", "demo", "--directory", str(directory)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and "choose an empty or new folder" in result.stderr
+    assert sorted(p.name for p in directory.iterdir()) == ["sixtyfour-sync.duckdb"]
+    assert (directory / "sixtyfour-sync.duckdb").read_bytes() == b"a warehouse"
