@@ -14,14 +14,22 @@ _IN_FLIGHT_SQL = (
     "select count(*) as n from {dataset}.workflow_runs where status in "
     f"({warehouse.IN_FLIGHT_LIST})"
 )
-# Gaps stay open until a backfill that found none: a later incremental sync does not look
-# back at what an earlier one could not reach.
+# A gap stays open until a sync that read as deep as the API allows (a backfill, or a first
+# sync) found none: an incremental sync reads on from its cursor and does not look back at
+# what an earlier one could not reach. The sync_health view applies the same rule.
 _OPEN_GAPS_SQL = """
-    select gap_detail from {dataset}.sync_runs
-    where status = 'gap' and started_at > coalesce(
-        (select max(started_at) from {dataset}.sync_runs where mode = 'backfill' and status = 'ok'),
-        timestamp '1970-01-01 00:00:00+00')
-    order by started_at desc limit 1
+    select gap.gap_detail from {dataset}.sync_runs as gap
+    where gap.status = 'gap' and not exists (
+        select 1 from {dataset}.sync_runs as later
+        where later.status = 'ok'
+          and (later.mode = 'backfill' or later.cursor_before is null)
+          and later.started_at > gap.started_at)
+    order by gap.started_at desc limit 1
+"""
+# The newest cursor any sync left, however many failed syncs came since.
+_CURSOR_SQL = """
+    select cursor_after from {dataset}.sync_runs
+    where cursor_after is not null order by started_at desc limit 1
 """
 
 
@@ -32,8 +40,9 @@ def read_status(pipeline: Pipeline, warehouse_settings: WarehouseSettings) -> di
         in_flight = warehouse.query(client, _IN_FLIGHT_SQL)
         _, waiting = warehouse.detail_backlog(client, 1)
         gaps = warehouse.query(client, _OPEN_GAPS_SQL)
+        cursors = warehouse.query(client, _CURSOR_SQL)
     open_gap = gaps[0]["gap_detail"] if gaps else None
-    cursor = next((s["cursor_after"] for s in syncs if s["cursor_after"] is not None), None)
+    cursor = cursors[0]["cursor_after"] if cursors else None
     return {
         "cursor": cursor.isoformat() if cursor else None,
         "in_flight": int(in_flight[0]["n"]) if in_flight else 0,

@@ -1,9 +1,11 @@
 -- sync_health: did the recent syncs work, how long did they take, and is a gap still open?
 -- grain: one row per sync (sync_id), newest first.
 -- A gap is a stretch of runs the sync could not reach (more changed runs than the API's
--- 500-run cap lets it read back). gap_open is true while the newest sync that finished
--- (status ok or gap) reported one; failed syncs neither open nor close a gap. It is null
--- until some sync has finished.
+-- 500-run cap lets it read back). gap_open is true while a sync reported a gap and no sync
+-- after it read as deep as the API allows (a backfill, or a first sync) and found none: an
+-- incremental sync reads on from its cursor and never looks back at what was missed. Failed
+-- syncs neither open nor close a gap. It is null until some sync has finished. The
+-- `status` command applies the same rule.
 
 with syncs as (
 
@@ -11,15 +13,20 @@ with syncs as (
 
 ),
 
-newest_finished as (
+open_gaps as (
 
     select
-        gap_detected
+        gap.sync_id
 
-    from syncs
-    where status in ('ok', 'gap')
-    order by started_at desc
-    limit 1
+    from syncs as gap
+    where gap.status = 'gap'
+      and not exists (
+          select 1
+          from syncs as later
+          where later.status = 'ok'
+            and (later.mode = 'backfill' or later.cursor_before is null)
+            and later.started_at > gap.started_at
+      )
 
 ),
 
@@ -42,7 +49,10 @@ final as (
         syncs.rate_limited,
         syncs.gap_detected,
         syncs.gap_detail,
-        (select gap_detected from newest_finished) as gap_open,
+        case
+            when exists (select 1 from syncs where status in ('ok', 'gap'))
+                then exists (select 1 from open_gaps)
+        end as gap_open,
         syncs.cursor_before,
         syncs.cursor_after,
         syncs.error,

@@ -9,6 +9,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import pytest
 
 from pipelines.sixtyfour.changes import ChangeFilter
@@ -204,6 +205,37 @@ def test_status_command_shows_syncs_cursor_in_flight_and_gaps(harness: Harness) 
     assert f"runs in flight in the warehouse: {in_flight}" in result.stdout
     assert "open gap: none" in result.stdout
     assert " ok " in result.stdout
+
+
+def test_a_gap_stays_open_after_a_clean_incremental_sync_in_status_and_view(
+    deep_harness: Harness,
+) -> None:
+    harness = deep_harness
+    assert run_cli(harness, "run", "--no-details").returncode == 3  # the oldest are out of reach
+    harness.world.advance(600, new_runs=5)
+    assert run_cli(harness, "run", "--no-details").returncode == 0
+    # The second sync read on from its cursor: what the first could not reach is still missing.
+    status = run_cli(harness, "status")
+    assert status.returncode == 0, status.stderr
+    assert "open gap: workflow_id=" in status.stdout
+    health = harness.dicts("select status, gap_open from sixtyfour.sync_health")
+    assert [row["status"] for row in health] == ["ok", "gap"]
+    assert {row["gap_open"] for row in health} == {True}
+
+
+def test_status_finds_the_cursor_behind_many_failed_syncs(harness: Harness) -> None:
+    assert run_cli(harness, "run", "--no-details").returncode == 0
+    (cursor,) = harness.rows("select cursor_after from sixtyfour.sync_runs")[0]
+    with duckdb.connect(str(harness.duckdb_path)) as db:
+        for minute in range(12):
+            db.execute(
+                "insert into sixtyfour.sync_runs (sync_id, mode, started_at, status, error) "
+                f"values ('failed-{minute}', 'run', now() + interval {minute + 1} minute, "
+                "'failed', 'API answered 500')"
+            )
+    result = run_cli(harness, "status")
+    assert result.returncode == 0, result.stderr
+    assert f"cursor: {cursor.isoformat()}" in result.stdout
 
 
 def test_when_the_api_refuses_status_failed_hidden_failed_runs_are_a_gap(

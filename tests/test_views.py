@@ -58,7 +58,7 @@ DDL = {
         sync_id text, started_at timestamp with time zone,
         finished_at timestamp with time zone, status text, api_requests bigint,
         http_retries bigint, rate_limited bigint, runs_seen bigint, runs_loaded bigint,
-        partitions bigint, gap_detected boolean, gap_detail text,
+        partitions bigint, gap_detected boolean, gap_detail text, mode text,
         cursor_before timestamp with time zone, cursor_after timestamp with time zone,
         error text""",
 }
@@ -221,6 +221,11 @@ def create_tables(warehouse: Warehouse, tables: set[str] = ALL_TABLES) -> None:
     syncs = _by_column(SYNC_COLUMNS, SYNCS)
     for sync in syncs:
         sync |= {"api_requests": 12, "http_retries": 1, "rate_limited": 0, "partitions": 3}
+        # s1 was the first sync (no cursor yet); the others read on from the cursor.
+        sync |= {
+            "mode": "run",
+            "cursor_before": None if sync["sync_id"] == "s1" else "2024-05-03 07:00:00+00",
+        }
         sync |= {"runs_seen": 10, "runs_loaded": 10}
     rows: dict[str, Sequence[Mapping[str, object]]] = {
         "workflows": [dict(workflow, org_id="org-1") for workflow in WORKFLOWS],
@@ -446,20 +451,27 @@ def test_sync_health_shows_durations_and_an_open_gap(loaded: Warehouse) -> None:
     assert syncs[0]["error"] == "API answered 500"
 
 
-def test_a_later_clean_sync_closes_the_gap(loaded: Warehouse) -> None:
-    _insert(
-        loaded,
-        "sync_runs",
-        [
-            {
-                "sync_id": "s4",
-                "started_at": "2024-05-03 11:00:00+00",
-                "finished_at": "2024-05-03 11:00:30+00",
-                "status": "ok",
-                "gap_detected": False,
-            }
-        ],
-    )
+def _later_clean_sync(loaded: Warehouse, mode: str) -> None:
+    sync = {
+        "sync_id": "s4",
+        "started_at": "2024-05-03 11:00:00+00",
+        "finished_at": "2024-05-03 11:00:30+00",
+        "status": "ok",
+        "gap_detected": False,
+        "mode": mode,
+        "cursor_before": "2024-05-03 09:00:00+00",
+    }
+    _insert(loaded, "sync_runs", [sync])
+
+
+def test_a_later_clean_incremental_sync_leaves_the_gap_open(loaded: Warehouse) -> None:
+    # It read on from its cursor: the stretch the gap left out was not read again.
+    _later_clean_sync(loaded, "run")
+    assert {row["gap_open"] for row in loaded.view("sync_health")} == {True}
+
+
+def test_a_later_clean_backfill_closes_the_gap(loaded: Warehouse) -> None:
+    _later_clean_sync(loaded, "backfill")
     assert {row["gap_open"] for row in loaded.view("sync_health")} == {False}
 
 
