@@ -36,7 +36,7 @@ from pipelines.sixtyfour.errors import (
     SyncError,
     WarehouseMemoryError,
 )
-from pipelines.sixtyfour.extract import BLOCKS_TABLE, METRICS_TABLE
+from pipelines.sixtyfour.extract import BLOCKS_TABLE, METRICS_TABLE, RUNS_TABLE
 from pipelines.sixtyfour.ledger import LEDGER_TABLE, SyncReport
 from pipelines.sixtyfour.reader import ProgressCallback
 
@@ -162,6 +162,8 @@ def _sync(
                     _configured("max_detail_requests", settings.DEFAULT_MAX_DETAIL_REQUESTS),
                 )
                 backlog, waiting = warehouse.detail_backlog(client, int(cap))
+    if not request.full_refresh and RUNS_TABLE in extraction.append_tables:
+        _forget_another_warehouses_cursor(pipeline)
     try:
         source = sixtyfour(
             backfill=request.backfill,
@@ -305,6 +307,24 @@ def _resource_state(pipeline: Pipeline) -> dict[str, Any]:
     sources: dict[str, Any] = pipeline.state.get("sources") or {}
     resources = (sources.get(settings.PIPELINE_NAME) or {}).get("resources") or {}
     return dict(resources.get("workflow_runs") or {})
+
+
+def _forget_another_warehouses_cursor(pipeline: Pipeline) -> None:
+    """Read as deep as a first sync when the warehouse holds no run but the state a cursor.
+
+    Only loaded runs set a cursor, so the state belongs to another warehouse: the DuckDB
+    file or the dataset was changed while the state folder stayed. Read on from that cursor,
+    the sync would leave the older runs out, silently.
+    """
+    if not _resource_state(pipeline).get("cursor"):
+        return
+    log.warning(
+        "the warehouse holds no runs, but the pipeline state has a cursor (of another "
+        "warehouse?): reading as deep as the API allows, as a first sync does"
+    )
+    with pipeline.managed_state() as state:
+        resources = state["sources"][settings.PIPELINE_NAME]["resources"]
+        resources.pop("workflow_runs", None)
 
 
 def _drop_stored_child_primary_keys(pipeline: Pipeline) -> None:

@@ -179,6 +179,21 @@ def test_a_lost_state_folder_takes_the_cursor_from_the_warehouse(
     assert report.runs_loaded == 0 and harness.server.request_count <= 2
 
 
+def test_a_new_warehouse_file_with_the_old_state_folder_gets_every_run(
+    harness: Harness, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    harness.sync(details=False)
+    harness.world.advance(600, new_runs=10)
+    harness.duckdb_path = tmp_path / "elsewhere" / "new-warehouse.duckdb"
+    report = harness.sync(details=False)
+    assert report.cursor_before is None  # read as deep as a first sync
+    assert report.runs_loaded == len(harness.world.runs())
+    assert_warehouse_matches_api(harness)
+    assert any("of another warehouse" in r.getMessage() for r in caplog.records)
+    # Its cursor is this warehouse's now: the next sync reads on from it.
+    assert harness.sync(details=False).runs_loaded == 0
+
+
 def test_mixed_timestamp_offsets_are_stored_as_the_same_instants(harness: Harness) -> None:
     harness.sync()
     offsets_seen: set[str] = set()
