@@ -117,6 +117,8 @@ class WarehouseSettings:
             threads = -1
         if threads < 0:
             raise ConfigError("sixtyfour_sync.duckdb_threads must be a whole number, 0 or more")
+        if duckdb_path is not None and memory_limit not in (None, ""):
+            _check_memory_limit(str(memory_limit))
         return cls(
             destination=chosen,
             dataset_name=dataset_name,
@@ -128,3 +130,22 @@ class WarehouseSettings:
             else str(memory_limit),
             duckdb_threads=threads,
         )
+
+
+def _check_memory_limit(limit: str) -> None:
+    """Refuse a DuckDB memory limit DuckDB cannot read, before a sync fetches anything.
+
+    Raises:
+        ConfigError: naming the setting, with examples of sizes it takes.
+    """
+    if megabytes(limit) is not None:
+        return
+    import duckdb
+
+    try:
+        duckdb.connect(":memory:", config={"memory_limit": limit}).close()
+    except duckdb.Error:
+        raise ConfigError(
+            f"sixtyfour_sync.duckdb_memory_limit (SIXTYFOUR_SYNC__DUCKDB_MEMORY_LIMIT) "
+            f"{limit!r} is not a size DuckDB reads, such as 64MB or 1GB"
+        ) from None

@@ -95,10 +95,11 @@ def run_sync(warehouse_settings: WarehouseSettings, request: SyncRequest) -> Syn
     Raises:
         SyncError: with the exit code of the failure; the ledger records it where it can.
     """
+    destination = warehouse_settings.destination
     try:
         pipeline = make_pipeline(warehouse_settings)
     except (ConfigurationException, UnknownDestinationModule) as exc:
-        raise _bad_setting(exc) from None
+        raise _bad_setting(exc, destination) from None
     report = SyncReport(mode="backfill" if request.backfill else "run")
     with lock_for(pipeline):
         try:
@@ -114,11 +115,18 @@ def run_sync(warehouse_settings: WarehouseSettings, request: SyncRequest) -> Syn
             with lean_cycle_collection():
                 loaded_by_dlt = _sync(pipeline, warehouse_settings, request, report)
         except Exception as exc:
-            text = str(exc) if isinstance(exc, SyncError) else f"{type(exc).__name__}: {exc}"
-            report.error = redact(text)
+            # dlt meets a missing or bad destination setting only once it connects.
+            setting = next((c for c in _causes(exc) if isinstance(c, _SETTING_ERRORS)), None)
+            failure = exc if setting is None else _bad_setting(setting, destination)
+            if isinstance(failure, SyncError):
+                report.error = redact(str(failure))
+            else:
+                report.error = redact(f"{type(failure).__name__}: {failure}")
             _record_failure(pipeline, report)
             if request.full_refresh:
                 _restore_views(pipeline)
+            if failure is not exc:
+                raise failure from None
             raise
     # The data has landed: views and the snapshot are extras whose failure fails nothing.
     try:
@@ -176,7 +184,7 @@ def _sync(
             **request.source_args,
         )
     except ConfigurationException as exc:
-        raise _bad_setting(exc) from None
+        raise _bad_setting(exc, warehouse_settings.destination) from None
     done = False
     if refresh is None and extraction.begin(_resource_state(pipeline)):
         # Nothing changed: the ledger row is all there is to load. Before the ledger
@@ -356,7 +364,12 @@ def _append_ledger_row(client: warehouse.Client, ledger: pa.Table | None) -> boo
     return True
 
 
-def _bad_setting(exc: Exception) -> ConfigError:
+_SETTING_ERRORS = (ConfigurationException, UnknownDestinationModule)
+# What a setting of each type must look like, in the words of the error line.
+_KINDS = {float: "number", int: "whole number", bool: "true or false", str: "text"}
+
+
+def _bad_setting(exc: Exception, destination: str) -> ConfigError:
     """A configuration problem dlt found, as one line naming the setting."""
     if isinstance(exc, ConfigFieldMissingException):
         if "api_key" in exc.fields:
@@ -364,16 +377,31 @@ def _bad_setting(exc: Exception) -> ConfigError:
                 "no API key: set SOURCES__SIXTYFOUR__API_KEY or api_key under "
                 "[sources.sixtyfour] in .dlt/secrets.toml"
             )
+        if "credentials" in exc.fields:
+            return ConfigError(
+                f"no credentials for destination {destination}: set "
+                f"DESTINATION__{destination.upper()}__CREDENTIALS or credentials under "
+                f"[destination.{destination}] in .dlt/secrets.toml (a password too, for "
+                "a database server)"
+            )
         return ConfigError(f"missing setting(s): {', '.join(exc.fields)}")
     if isinstance(exc, ConfigValueCannotBeCoercedException):
+        kind = _KINDS.get(exc.hint, str(exc.hint)) if isinstance(exc.hint, type) else exc.hint
         return ConfigError(
-            f"setting '{exc.field_name}' has a value that is not a {exc.hint}: fix it in "
-            ".dlt/config.toml or its environment variable"
+            f"setting '{exc.field_name}' must be a {kind}: fix it in .dlt/config.toml or "
+            "its environment variable"
         )
     if isinstance(exc, UnknownDestinationModule):
-        return ConfigError(f"unknown destination: {str(exc).splitlines()[0][:200]}")
+        return ConfigError(
+            f"unknown destination {destination!r}: name a dlt destination, such as duckdb "
+            "or postgres"
+        )
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     return ConfigError(f"bad configuration: {redact(first)[:200]}")
+
+
+_TRUE_WORDS = frozenset({"true", "1", "yes", "on"})
+_FALSE_WORDS = frozenset({"false", "0", "no", "off"})
 
 
 def _configured(name: str, default: Any) -> Any:
@@ -382,7 +410,14 @@ def _configured(name: str, default: Any) -> Any:
     if value is None:
         return default
     if isinstance(default, bool) and isinstance(value, str):
-        return value.strip().lower() not in ("false", "0", "no", "off", "")
+        word = value.strip().lower()
+        if not word:
+            return default  # empty: the default, as for every other setting
+        if word in _TRUE_WORDS | _FALSE_WORDS:
+            return word in _TRUE_WORDS
+        raise ConfigError(
+            f"setting 'sources.sixtyfour.{name}' must be true or false, got {value!r}"
+        )
     try:
         return type(default)(value)
     except (TypeError, ValueError):

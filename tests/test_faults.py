@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
+import pytest
+
 from pipelines.emulator import Fault
-from tests.conftest import Harness, run_cli
+from tests.conftest import API_KEY, Harness, cli_env, run_cli
 
 
 def warehouse_snapshot(harness: Harness) -> tuple[object, ...]:
@@ -164,7 +169,47 @@ def test_a_setting_with_a_bad_value_exits_2_naming_it(harness: Harness) -> None:
     result = run_cli(harness, "run", SOURCES__SIXTYFOUR__LAG_SECONDS="soon")
     assert result.returncode == 2, result.stderr
     assert "lag_seconds" in result.stderr and result.stderr.count("\n") == 1
+    assert "must be a number" in result.stderr
     assert harness.server.request_count == 0
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "named"),
+    [
+        (
+            (),
+            {"SIXTYFOUR_SYNC__DUCKDB_MEMORY_LIMIT": "lots"},
+            "SIXTYFOUR_SYNC__DUCKDB_MEMORY_LIMIT",
+        ),
+        ((), {"SOURCES__SIXTYFOUR__DETAILS": "maybe"}, "must be true or false"),
+        (("--destination", "nosuchdb"), {}, "unknown destination 'nosuchdb'"),
+        (("--destination", "postgres"), {}, "DESTINATION__POSTGRES__CREDENTIALS"),
+    ],
+)
+def test_bad_settings_exit_2_with_one_line_saying_what_to_fix(
+    harness: Harness, tmp_path: object, args: tuple[str, ...], env: dict[str, str], named: str
+) -> None:
+    environment = cli_env(harness, DLT_PROJECT_DIR=str(tmp_path), **env)
+    environment.pop("DESTINATION__POSTGRES__CREDENTIALS", None)
+    result = subprocess.run(
+        [sys.executable, "-m", "pipelines", "run", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=environment,
+        cwd=harness.duckdb_path.parent,
+    )
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1
+    assert named in result.stderr and API_KEY not in result.stderr
+    assert harness.server.request_count == 0
+
+
+def test_an_empty_details_setting_means_the_default_on(harness: Harness) -> None:
+    for _ in range(2):  # the second sync reads the detail of runs the first one loaded
+        result = run_cli(harness, "run", SOURCES__SIXTYFOUR__DETAILS="")
+        assert result.returncode == 0, result.stderr
+    assert int(last_ledger(harness)["detail_requests"]) > 0  # type: ignore[call-overload]
 
 
 def test_a_bad_warehouse_setting_exits_2_naming_it(harness: Harness) -> None:
