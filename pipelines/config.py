@@ -12,6 +12,7 @@ from pipelines.sixtyfour.errors import ConfigError
 
 REPO_DIR = Path(__file__).resolve().parent.parent
 DEFAULT_DUCKDB_PATH = Path("~/.local/share/sixtyfour-sync/sixtyfour-sync.duckdb")
+DUCKDB_URL_PREFIX = "duckdb:///"
 # DuckDB takes up to 80% of the machine's memory by default; a cron host has other work.
 # Within its limit DuckDB keeps the blocks it wrote: one thread within 64MB appended a
 # 200,000-run backfill with about 70 MB on top of the sync's own memory (within the append
@@ -96,7 +97,10 @@ class WarehouseSettings:
             configured: object = dlt.config.get("destination.duckdb.credentials")
             if configured not in (None, "") and not isinstance(configured, str):
                 raise ConfigError("destination.duckdb.credentials must be a file path")
-            duckdb_path = Path(str(configured or DEFAULT_DUCKDB_PATH)).expanduser().resolve()
+            path = str(configured or DEFAULT_DUCKDB_PATH)
+            # dlt's connection-string form names the same file.
+            path = path.removeprefix(DUCKDB_URL_PREFIX)
+            duckdb_path = Path(path).expanduser().resolve()
         dataset_name = setting("dataset_name", settings.DATASET_NAME)
         if duckdb_path is not None and duckdb_path.stem == dataset_name:
             # DuckDB names the catalog after the file: a schema of the same name is ambiguous.

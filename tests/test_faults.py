@@ -205,6 +205,14 @@ def test_bad_settings_exit_2_with_one_line_saying_what_to_fix(
     assert harness.server.request_count == 0
 
 
+def test_duckdbs_connection_string_names_the_same_file(harness: Harness) -> None:
+    url = f"duckdb:///{harness.duckdb_path}"
+    result = run_cli(harness, "run", "--no-details", DESTINATION__DUCKDB__CREDENTIALS=url)
+    assert result.returncode == 0, result.stderr
+    assert harness.rows("select count(*) from sixtyfour.workflow_runs")[0][0] > 0
+    assert not (harness.duckdb_path.parent / "duckdb:").exists()
+
+
 def test_an_empty_details_setting_means_the_default_on(harness: Harness) -> None:
     for _ in range(2):  # the second sync reads the detail of runs the first one loaded
         result = run_cli(harness, "run", SOURCES__SIXTYFOUR__DETAILS="")
