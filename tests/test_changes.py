@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import random
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
-from pipelines.sixtyfour.changes import ChangeFilter, TrackedRun, to_micros
+from pipelines.sixtyfour.changes import ChangeFilter, TrackedRun, hold_back, to_micros
 
 T = to_micros(datetime(2026, 11, 1, 12, tzinfo=UTC))
 SECOND = 1_000_000
@@ -161,3 +162,18 @@ def test_a_workflow_read_to_the_end_forgets_its_runs_but_not_those_that_may_come
     assert changes.select(*page(("r", T - 2 * SECOND, "running")), in_flight_page=True) == [False]
     assert changes.forget_workflow("w1") == []
     assert changes.loaded == 5
+
+
+def test_holding_back_later_versions_keeps_them_out_of_the_saved_state() -> None:
+    cursor = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
+    state: dict[str, Any] = {
+        "cursor": cursor.isoformat(),
+        "recent": {"kept": to_micros(cursor), "later": to_micros(cursor)},
+    }
+    later = {"later": to_micros(cursor - timedelta(seconds=90))}
+    hold_back(state, later, cursor_before=(cursor - timedelta(seconds=60)).isoformat())
+    assert state["recent"] == {"kept": to_micros(cursor)}
+    # Back to the oldest newer version, but never behind where the sync started.
+    assert state["cursor"] == (cursor - timedelta(seconds=60)).isoformat()
+    hold_back(state, later, cursor_before=None)
+    assert state["cursor"] == (cursor - timedelta(seconds=90)).isoformat()

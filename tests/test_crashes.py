@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -10,6 +11,7 @@ import duckdb
 import pytest
 
 from pipelines.emulator import Fault
+from pipelines.sixtyfour.timestamps import parse_instant
 from tests.conftest import Harness, cli_env, run_cli
 from tests.test_sync_core import assert_warehouse_matches_api
 
@@ -60,6 +62,16 @@ elif point == "copied":
 elif point == "views":
     import pipelines.runner as runner
     runner._apply_views = die
+elif point in ("second-load", "second-load-interrupted"):
+    # Between the sync's own package and the one of newer versions it set aside.
+    import pipelines.runner as runner
+    import pipelines.sixtyfour.settings as settings
+    settings.RUNS_PER_BATCH = 10  # the run's older version is yielded before its newer one
+    def stop(extraction):
+        if point == "second-load":
+            die()
+        raise KeyboardInterrupt  # a Ctrl-C at that moment
+    runner.later_versions = stop
 
 from pipelines.cli import main
 sys.argv = ["sixtyfour-sync", "run", "--no-details"]
@@ -86,6 +98,43 @@ def test_sync_killed_at_any_step_converges_on_the_next_run(harness: Harness, poi
     result = run_cli(harness, "run", "--no-details")
     assert result.returncode == 0, result.stderr  # the dead sync's lock is gone with it
     assert_warehouse_matches_api(harness)
+    assert harness.duplicate_runs() == 0
+
+
+@pytest.mark.parametrize(
+    ("point", "exit_code"), [("second-load", -9), ("second-load-interrupted", 130)]
+)
+def test_a_sync_stopped_before_its_second_load_still_brings_the_newer_version(
+    harness: Harness, point: str, exit_code: int
+) -> None:
+    assert run_cli(harness, "run", "--no-details").returncode == 0
+    # More new runs than one page holds: the sync narrows to each workflow's own pages, and
+    # a run it read on the newest page changes before its workflow's page is read.
+    first_workflow = harness.world.workflows()[0]["id"]
+    harness.world.advance(3600)
+    for workflow in harness.world.workflows()[:2]:
+        harness.world.add_runs(300, workflow_id=workflow["id"], status="completed")
+    newest = json.loads(harness.world.runs_json(limit=500))
+    changed = next(r["job_id"] for r in newest if r["workflow_id"] == first_workflow)
+
+    def change_it(body: bytes) -> bytes:
+        harness.world.advance(30)
+        harness.world.set_extra_field("metrics", {"rows_out": 7}, [changed], touch=True)
+        return harness.world.runs_json(None, first_workflow, 500)
+
+    harness.server.faults.add(Fault(transform=change_it, query={"workflow_id": first_workflow}))
+    assert killed_sync(harness, point) == exit_code
+    for _ in range(2):
+        result = run_cli(harness, "run", "--no-details")
+        assert result.returncode == 0, result.stderr
+    stored = harness.dicts(
+        f"select updated_at from sixtyfour.workflow_runs where job_id = '{changed}'"
+    )
+    assert stored[0]["updated_at"] == parse_instant(harness.world.payload(changed)["updated_at"])
+    metrics = harness.rows(
+        f"select metric, value from sixtyfour.workflow_runs__metrics where job_id = '{changed}'"
+    )
+    assert metrics == [("rows_out", 7.0)]
     assert harness.duplicate_runs() == 0
 
 

@@ -5,22 +5,28 @@ Use it like any verified source::
     import dlt
     from pipelines.sixtyfour import sixtyfour
 
-    pipeline = dlt.pipeline("sixtyfour", destination="duckdb", dataset_name="sixtyfour")
+    pipeline = dlt.pipeline(
+        "sixtyfour", destination=dlt.destinations.duckdb("runs.duckdb"), dataset_name="sixtyfour"
+    )
     pipeline.run(sixtyfour())
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator, MutableMapping, Sequence
 from typing import Any
 
 import dlt
+import pyarrow as pa
+from dlt.common.configuration.container import Container
+from dlt.common.pipeline import pipeline_state
 from dlt.extract.resource import DltResource
 
 from pipelines.sixtyfour import settings
-from pipelines.sixtyfour.changes import TrackedRun
+from pipelines.sixtyfour.changes import TrackedRun, hold_back
 from pipelines.sixtyfour.client import SixtyfourClient
-from pipelines.sixtyfour.extract import METRICS_TABLE, SyncOptions, extract_tables
+from pipelines.sixtyfour.extract import METRICS_TABLE, RUNS_TABLE, SyncOptions, extract_tables
 from pipelines.sixtyfour.ledger import LEDGER_TABLE, SyncReport
 from pipelines.sixtyfour.metrics import METRICS_MARKER, without_markers
 from pipelines.sixtyfour.prefetch import Extraction, TableStream
@@ -183,7 +189,9 @@ def sixtyfour(
     @dlt.resource(name="workflow_runs", write_disposition=_MERGE)
     def workflow_runs() -> Iterator[Any]:
         merge_hints = TABLE_HINTS if runner_loads_later_versions else LIBRARY_HINTS
-        for table_name, table in run_extraction.tables(dlt.current.resource_state()):
+        state = dlt.current.resource_state()
+        cursor_before = state.get("cursor")
+        for table_name, table in run_extraction.tables(state):
             hints = merge_hints
             if table_name in run_extraction.append_tables:
                 hints = APPEND_HINTS
@@ -192,8 +200,24 @@ def sixtyfour(
         if not runner_loads_later_versions:
             for table_name, table in run_extraction.second_load:
                 yield dlt.mark.with_hints(table, merge_hints[table_name], create_table_variant=True)
+        elif run_extraction.second_load:
+            run_extraction.state_after_second_load = {
+                key: copy.deepcopy(state[key]) for key in ("cursor", "recent") if key in state
+            }
+            hold_back(state, _updated_at_by_job(run_extraction.second_load), cursor_before)
 
     return workflow_runs
+
+
+def _updated_at_by_job(tables: list[tuple[str, pa.Table]]) -> dict[str, int]:
+    """job_id -> updated_at (microseconds) of the runs in (table name, table) pairs."""
+    runs: dict[str, int] = {}
+    for table_name, table in tables:
+        if table_name == RUNS_TABLE:
+            job_ids = table.column("job_id").to_pylist()
+            updated = table.column("updated_at").cast(pa.int64()).to_pylist()
+            runs.update(zip(job_ids, updated, strict=True))
+    return runs
 
 
 def later_versions(extraction: Extraction) -> DltResource:
@@ -203,5 +227,12 @@ def later_versions(extraction: Extraction) -> DltResource:
     def set_aside() -> Iterator[Any]:
         for table_name, table in extraction.second_load:
             yield dlt.mark.with_hints(table, TABLE_HINTS[table_name], create_table_variant=True)
+        # The sync's whole state goes with this package, the first one's held these runs
+        # back: set within the extract step, it is saved with this package or not at all.
+        state, writable = pipeline_state(Container())
+        if writable and extraction.state_after_second_load:
+            sources = state.setdefault("sources", {})
+            resources = sources.setdefault(settings.PIPELINE_NAME, {}).setdefault("resources", {})
+            resources.setdefault("workflow_runs", {}).update(extraction.state_after_second_load)
 
     return set_aside

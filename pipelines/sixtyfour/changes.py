@@ -244,3 +244,28 @@ class ChangeFilter:
             load_all=load_all,
             read_from=read_from,
         )
+
+
+def hold_back(
+    state: MutableMapping[str, Any], later: Mapping[str, int], cursor_before: str | None
+) -> None:
+    """Make a saved state claim nothing of the newer versions a later package loads.
+
+    The runner loads the newer versions of runs that changed while a sync read them in a
+    package after the sync's own (see `extract_tables`). Should the process stop between
+    the two, the first package's state alone is committed: the runs in `later` (job_id ->
+    updated_at in microseconds) must leave its lag-window record, and its cursor must not
+    pass the oldest of them (nor go back behind `cursor_before`), so that the next sync
+    reads them again.
+    """
+    if not later:
+        return
+    recent = state.get("recent") or {}
+    state["recent"] = {job: at for job, at in recent.items() if job not in later}
+    cursor_text = state.get("cursor")
+    if not cursor_text:
+        return
+    cursor = min(to_micros(datetime.fromisoformat(cursor_text)), min(later.values()))
+    if cursor_before:
+        cursor = max(cursor, to_micros(datetime.fromisoformat(cursor_before)))
+    state["cursor"] = from_micros(cursor).isoformat()

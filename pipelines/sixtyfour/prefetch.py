@@ -39,6 +39,9 @@ class Extraction:
         self.append_tables: frozenset[str] = frozenset()
         # Newer versions of runs this extraction already yielded, loaded after it.
         self.second_load: list[tuple[str, pa.Table]] = []
+        # The resource state (cursor, lag window) once the second load has landed too: the
+        # first load's state holds them back (see changes.hold_back).
+        self.state_after_second_load: dict[str, Any] = {}
 
     def bind(
         self,
