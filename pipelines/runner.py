@@ -449,9 +449,15 @@ def _unwrap(exc: PipelineStepFailed, warehouse_settings: WarehouseSettings) -> E
 
 
 def _causes(exc: BaseException) -> Iterator[BaseException]:
-    """The exception and those it was raised from or while handling, outermost first."""
+    """The exception and those it was raised from or while handling, outermost first.
+
+    A chain can loop (an exception re-raised while handling one it caused): each is given
+    once.
+    """
+    seen: set[int] = set()
     cause: BaseException | None = exc
-    while cause is not None:
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
         yield cause
         cause = cause.__cause__ or cause.__context__
 
