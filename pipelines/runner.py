@@ -462,20 +462,29 @@ def _causes(exc: BaseException) -> Iterator[BaseException]:
         cause = cause.__cause__ or cause.__context__
 
 
+REPAIR_OWED_MARKER = "repair-owed"
+
+
 def _finish_pending(pipeline: Pipeline, warehouse_settings: WarehouseSettings) -> None:
     """Load what an interrupted sync left behind before anything else.
 
     A package holds its data together with the state (cursor) it leads to, so loading it
     completes the earlier sync exactly; dropping it would lose fetched changes.
     """
+    # Left beside the state until the rows loaded twice are removed: a sync stopped before
+    # that (killed, or the warehouse busy) leaves the repair to the next one.
+    repair_owed = Path(pipeline.working_dir) / REPAIR_OWED_MARKER
     if pipeline.has_pending_data:
         log.warning("an earlier sync was interrupted: loading what it had fetched first")
+        repair_owed.touch()
         try:
             pipeline.normalize()
             load_packages(pipeline, warehouse_settings)
         except PipelineStepFailed as exc:
             raise _unwrap(exc, warehouse_settings) from exc
+    if repair_owed.exists():
         repair_reloaded_rows(pipeline, warehouse_settings)
+        repair_owed.unlink(missing_ok=True)
 
 
 def repair_reloaded_rows(pipeline: Pipeline, warehouse_settings: WarehouseSettings) -> None:

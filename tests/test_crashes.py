@@ -62,6 +62,11 @@ elif point == "copied":
 elif point == "views":
     import pipelines.runner as runner
     runner._apply_views = die
+elif point == "repair":
+    # A sync resuming an interrupted load, right after loading it, before removing the rows
+    # it loaded twice.
+    import pipelines.runner as runner
+    runner.repair_reloaded_rows = die
 elif point in ("second-load", "second-load-interrupted"):
     # Between the sync's own package and the one of newer versions it set aside.
     import pipelines.runner as runner
@@ -136,6 +141,19 @@ def test_a_sync_stopped_before_its_second_load_still_brings_the_newer_version(
     )
     assert metrics == [("rows_out", 7.0)]
     assert harness.duplicate_runs() == 0
+
+
+def test_a_resumed_load_stopped_before_its_repair_is_repaired_by_the_next_sync(
+    harness: Harness,
+) -> None:
+    assert run_cli(harness, "run", "--no-details").returncode == 0
+    harness.world.advance(3600, new_runs=700)
+    assert killed_sync(harness, "copied") == -9  # the runs file landed, not marked done
+    assert killed_sync(harness, "repair") == -9  # loaded it again, stopped before the repair
+    result = run_cli(harness, "run", "--no-details")
+    assert result.returncode == 0, result.stderr
+    assert harness.duplicate_runs() == 0
+    assert_warehouse_matches_api(harness)
 
 
 def test_a_second_sync_while_one_runs_exits_4_at_once(harness: Harness) -> None:
