@@ -16,7 +16,7 @@ from pipelines.sixtyfour.changes import ChangeFilter
 from pipelines.sixtyfour.client import SixtyfourClient
 from pipelines.sixtyfour.reader import ChangeReader
 from tests.conftest import API_KEY, Harness, make_harness, run_cli
-from tests.test_sync_core import assert_warehouse_matches_api
+from tests.test_sync_core import assert_warehouse_matches_api, flatten_metrics
 
 
 def list_requests(harness: Harness) -> list[dict[str, str]]:
@@ -67,18 +67,20 @@ def test_run_that_vanished_from_active_is_resolved_through_live_status(
         1, status="running", queued_between=(now - timedelta(days=40), now - timedelta(days=40))
     )
     harness.sync(details=False)
-    harness.world.set_status(job_id, "failed")
+    # Far more than 500 of the workflow's runs completed after it was queued: no list shows it.
+    harness.world.set_status(job_id, "completed")
     harness.server.reset_stats()
     report = harness.sync(details=False)
     row = harness.dicts(
         f"select status, completed_at from sixtyfour.workflow_runs where job_id = '{job_id}'"
     )[0]
     expected = harness.world.payload(job_id)
-    assert row["status"] == "failed" == expected["status"]
+    assert row["status"] == "completed" == expected["status"]
     assert row["completed_at"] is not None
     assert report.runs_resolved_by_id == 1
-    # The newest page reached back (no narrowing); the workflow's own page did not hold it.
-    assert len(list_requests(harness)) == 3
+    # The newest page reached back (no narrowing); neither the workflow's own page nor its
+    # pages of the statuses a run ends in (completed, failed, cancelled) held it.
+    assert len(list_requests(harness)) == 3 + 3
     assert ("GET", f"/workflows/runs/{job_id}/live_status") in {
         (method, path) for method, path, _, _ in harness.server.requests
     }
@@ -205,6 +207,38 @@ def test_status_command_shows_syncs_cursor_in_flight_and_gaps(harness: Harness) 
     assert f"runs in flight in the warehouse: {in_flight}" in result.stdout
     assert "open gap: none" in result.stdout
     assert " ok " in result.stdout
+
+
+def test_a_run_that_ended_behind_a_full_workflow_page_is_taken_from_its_status_page(
+    tmp_path: Path,
+) -> None:
+    for harness in make_harness(tmp_path, runs=1200, workflows=1):
+        harness.sync(details=False)
+        queued = harness.world.now - timedelta(days=40)
+        (job_id,) = harness.world.add_runs(1, status="running", queued_between=(queued, queued))
+        harness.sync(details=False)
+        harness.world.advance(60)
+        harness.world.set_status(job_id, "failed")
+        report = harness.sync(details=False)
+        assert report.runs_resolved_by_id == 0  # a list showed it, with all its fields
+        api = harness.world.payload(job_id)
+        stored = harness.dicts(
+            "select status, status_reason, error_message, updated_at "
+            f"from sixtyfour.workflow_runs where job_id = '{job_id}'"
+        )[0]
+        assert stored["status"] == "failed"
+        assert (stored["status_reason"], stored["error_message"]) == (
+            api["status_reason"],
+            api["error_message"],
+        )
+        metrics = harness.rows(
+            "select metric, value, value_text from sixtyfour.workflow_runs__metrics "
+            f"where job_id = '{job_id}'"
+        )
+        assert {m: v if t is None else json.loads(t) for m, v, t in metrics} == flatten_metrics(
+            api["metrics"]
+        )
+        assert harness.duplicate_runs() == 0
 
 
 def test_a_gap_stays_open_after_a_clean_incremental_sync_in_status_and_view(

@@ -110,8 +110,9 @@ class ChangeReader:
 
         A full active page may have cut off older runs still in flight: `status=running`
         shows them. A run that ended and fell out of the newest 500 overall is often still
-        among its workflow's newest 500, which also carries its final metrics; what remains
-        after that is read by id.
+        among its workflow's newest 500, which also carries its final metrics; where that
+        page is full, among its workflow's newest runs of a status a run ends in. What
+        remains after that is read by id.
         """
         with ThreadPoolExecutor(max_workers=max(1, self.concurrency)) as pool:
             running = RunFilter(status="running")
@@ -120,6 +121,18 @@ class ChangeReader:
                 yield from self._gather(pool, [running], narrow=False)
             workflows = sorted({w for w in unseen().values() if isinstance(w, str)})
             targets = [RunFilter(workflow_id=w) for w in workflows]
+            targets = [f for f in targets if f not in self._pages_read]
+            yield from self._gather(pool, targets, narrow=False)
+            # A full workflow page can cut off a run that ended long after it was queued;
+            # the workflow's pages of the statuses a run ends in may still show it, with its
+            # error and metrics, which live_status does not carry.
+            ended = [s for s in reach.status_filters(self.failed_filter_supported) if s != "active"]
+            full = sorted(
+                w
+                for w in {w for w in unseen().values() if isinstance(w, str)}
+                if self._pages_read.get(RunFilter(workflow_id=w), 0) >= settings.PAGE_LIMIT
+            )
+            targets = [RunFilter(w, status) for w in full for status in ended]
             targets = [f for f in targets if f not in self._pages_read]
             yield from self._gather(pool, targets, narrow=False)
 
@@ -221,7 +234,9 @@ class ChangeReader:
     def _status_filter_refused(self, run_filter: RunFilter) -> None:
         """Without status=failed, the workflow's failed runs past its newest 500 are hidden."""
         self.failed_filter_supported = False
-        page_reach = self._workflow_reach[run_filter.workflow_id or ""]
+        page_reach = self._workflow_reach.get(run_filter.workflow_id or "")
+        if page_reach is None:
+            return  # a follow-up of runs that ended: what no list shows is read by id
         self.gaps.append(
             reach.Gap(
                 run_filter,
