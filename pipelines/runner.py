@@ -29,7 +29,14 @@ from pipelines.config import WarehouseSettings
 from pipelines.lock import PipelineLock
 from pipelines.memory import lean_cycle_collection, release_freed_memory
 from pipelines.output import redact
-from pipelines.sixtyfour import TABLE_HINTS, Extraction, later_versions, settings, sixtyfour
+from pipelines.sixtyfour import (
+    TABLE_HINTS,
+    Extraction,
+    later_versions,
+    resources_state,
+    settings,
+    sixtyfour,
+)
 from pipelines.sixtyfour.errors import (
     ConfigError,
     DestinationBusyError,
@@ -312,9 +319,7 @@ def _may_hold_state(warehouse_settings: WarehouseSettings) -> bool:
 
 def _resource_state(pipeline: Pipeline) -> dict[str, Any]:
     """The sixtyfour source's workflow_runs resource state as last committed locally."""
-    sources: dict[str, Any] = pipeline.state.get("sources") or {}
-    resources = (sources.get(settings.PIPELINE_NAME) or {}).get("resources") or {}
-    return dict(resources.get("workflow_runs") or {})
+    return dict(resources_state(pipeline.state).get("workflow_runs") or {})
 
 
 def _forget_another_warehouses_cursor(pipeline: Pipeline) -> None:
@@ -331,8 +336,7 @@ def _forget_another_warehouses_cursor(pipeline: Pipeline) -> None:
         "warehouse?): reading as deep as the API allows, as a first sync does"
     )
     with pipeline.managed_state() as state:
-        resources = state["sources"][settings.PIPELINE_NAME]["resources"]
-        resources.pop("workflow_runs", None)
+        resources_state(state).pop("workflow_runs", None)
 
 
 def _drop_stored_child_primary_keys(pipeline: Pipeline) -> None:

@@ -18,21 +18,33 @@ from collections.abc import Iterator, MutableMapping, Sequence
 from typing import Any
 
 import dlt
-import pyarrow as pa
 from dlt.common.configuration.container import Container
-from dlt.common.pipeline import pipeline_state
+from dlt.common.pipeline import TPipelineState, pipeline_state
 from dlt.extract.resource import DltResource
 
 from pipelines.sixtyfour import settings
 from pipelines.sixtyfour.changes import TrackedRun, hold_back
 from pipelines.sixtyfour.client import SixtyfourClient
-from pipelines.sixtyfour.extract import METRICS_TABLE, RUNS_TABLE, SyncOptions, extract_tables
+from pipelines.sixtyfour.extract import (
+    METRICS_TABLE,
+    RUNS_TABLE,
+    SyncOptions,
+    extract_tables,
+    updated_at_by_job,
+)
 from pipelines.sixtyfour.ledger import LEDGER_TABLE, SyncReport
 from pipelines.sixtyfour.metrics import METRICS_MARKER, without_markers
 from pipelines.sixtyfour.prefetch import Extraction, TableStream
 from pipelines.sixtyfour.reader import ProgressCallback
 
-__all__ = ["Extraction", "SyncReport", "TrackedRun", "later_versions", "sixtyfour"]
+__all__ = [
+    "Extraction",
+    "SyncReport",
+    "TrackedRun",
+    "later_versions",
+    "resources_state",
+    "sixtyfour",
+]
 
 # The extraction stages each key once per load (one version per run, see extract.py), so
 # dlt need not deduplicate the staged rows: that costs a window over all of them.
@@ -204,20 +216,27 @@ def sixtyfour(
             run_extraction.state_after_second_load = {
                 key: copy.deepcopy(state[key]) for key in ("cursor", "recent") if key in state
             }
-            hold_back(state, _updated_at_by_job(run_extraction.second_load), cursor_before)
+            later = {
+                job_id: updated_at
+                for table_name, table in run_extraction.second_load
+                if table_name == RUNS_TABLE
+                for job_id, updated_at in updated_at_by_job(table).items()
+            }
+            hold_back(state, later, cursor_before)
 
     return workflow_runs
 
 
-def _updated_at_by_job(tables: list[tuple[str, pa.Table]]) -> dict[str, int]:
-    """job_id -> updated_at (microseconds) of the runs in (table name, table) pairs."""
-    runs: dict[str, int] = {}
-    for table_name, table in tables:
-        if table_name == RUNS_TABLE:
-            job_ids = table.column("job_id").to_pylist()
-            updated = table.column("updated_at").cast(pa.int64()).to_pylist()
-            runs.update(zip(job_ids, updated, strict=True))
-    return runs
+def resources_state(state: TPipelineState) -> dict[str, Any]:
+    """This source's resource states (workflow_runs: cursor, lag window) in a pipeline state.
+
+    Created where missing.
+    """
+    sources = state.setdefault("sources", {})
+    resources: dict[str, Any] = sources.setdefault(settings.PIPELINE_NAME, {}).setdefault(
+        "resources", {}
+    )
+    return resources
 
 
 def later_versions(extraction: Extraction) -> DltResource:
@@ -231,8 +250,7 @@ def later_versions(extraction: Extraction) -> DltResource:
         # back: set within the extract step, it is saved with this package or not at all.
         state, writable = pipeline_state(Container())
         if writable and extraction.state_after_second_load:
-            sources = state.setdefault("sources", {})
-            resources = sources.setdefault(settings.PIPELINE_NAME, {}).setdefault("resources", {})
-            resources.setdefault("workflow_runs", {}).update(extraction.state_after_second_load)
+            runs_state = resources_state(state).setdefault("workflow_runs", {})
+            runs_state.update(extraction.state_after_second_load)
 
     return set_aside

@@ -283,11 +283,7 @@ def _follow_up(
         detailed.append((job_id, live))
     if ended:
         table = shaping.runs_table(ended, "live_status")
-        for job_id, updated_at in zip(
-            table.column("job_id").to_pylist(),
-            table.column("updated_at").cast(pa.int64()).to_pylist(),
-            strict=True,
-        ):
+        for job_id, updated_at in updated_at_by_job(table).items():
             changes.note_loaded(job_id, updated_at)
         report.runs_resolved_by_id = len(ended)
         yield RUNS_TABLE, table
@@ -296,6 +292,13 @@ def _follow_up(
         if blocks:
             yield BLOCKS_TABLE, shaping.blocks_table(blocks)
         yield DETAILS_TABLE, shaping.details_table(detailed, utc_now())
+
+
+def updated_at_by_job(runs: pa.Table) -> dict[str, int]:
+    """job_id -> updated_at in microseconds, of a workflow_runs table."""
+    job_ids = runs.column("job_id").to_pylist()
+    updated = runs.column("updated_at").cast(pa.int64()).to_pylist()
+    return dict(zip(job_ids, updated, strict=True))
 
 
 def _run_status(live: dict[str, Any]) -> str:
