@@ -119,8 +119,11 @@ class ChangeReader:
             active_full = self._pages_read.get(RunFilter(status="active"), 0) >= settings.PAGE_LIMIT
             if active_full and running not in self._pages_read and unseen():
                 yield from self._gather(pool, [running], narrow=False)
-            workflows = sorted({w for w in unseen().values() if isinstance(w, str)})
-            targets = [RunFilter(workflow_id=w) for w in workflows]
+
+            def unseen_workflows() -> set[str]:
+                return {w for w in unseen().values() if isinstance(w, str)}
+
+            targets = [RunFilter(workflow_id=w) for w in sorted(unseen_workflows())]
             targets = [f for f in targets if f not in self._pages_read]
             yield from self._gather(pool, targets, narrow=False)
             # A full workflow page can cut off a run that ended long after it was queued;
@@ -129,7 +132,7 @@ class ChangeReader:
             ended = [s for s in reach.status_filters(self.failed_filter_supported) if s != "active"]
             full = sorted(
                 w
-                for w in {w for w in unseen().values() if isinstance(w, str)}
+                for w in unseen_workflows()
                 if self._pages_read.get(RunFilter(workflow_id=w), 0) >= settings.PAGE_LIMIT
             )
             targets = [RunFilter(w, status) for w in full for status in ended]
