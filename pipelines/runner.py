@@ -25,7 +25,7 @@ from dlt.pipeline.exceptions import PipelineStepFailed
 from dlt.pipeline.pipeline import Pipeline
 
 from pipelines import views, warehouse
-from pipelines.config import WarehouseSettings
+from pipelines.config import DUCKDB_DISABLED_COMPRESSION, WarehouseSettings
 from pipelines.lock import PipelineLock
 from pipelines.memory import lean_cycle_collection, release_freed_memory
 from pipelines.output import redact
@@ -77,9 +77,13 @@ def make_pipeline(warehouse_settings: WarehouseSettings) -> Pipeline:
     if warehouse_settings.duckdb_path is not None:
         warehouse_settings.duckdb_path.parent.mkdir(parents=True, exist_ok=True)
         credentials = DuckDbCredentials(str(warehouse_settings.duckdb_path))
-        # Bounded memory, and no ordering guarantee DuckDB would spend memory on: a merge of
-        # a large backfill otherwise grows the process by gigabytes.
-        credentials.global_config = {"preserve_insertion_order": False}
+        credentials.global_config = {
+            # Bounded memory, and no ordering guarantee DuckDB would spend memory on: a merge
+            # of a large backfill otherwise grows the process by gigabytes.
+            "preserve_insertion_order": False,
+            # Text is kept in dictionaries or as it is: a faster load, a slightly larger file.
+            "disabled_compression_methods": DUCKDB_DISABLED_COMPRESSION,
+        }
         if warehouse_settings.duckdb_memory_limit:
             credentials.global_config["memory_limit"] = warehouse_settings.duckdb_memory_limit
         if warehouse_settings.duckdb_threads:
