@@ -104,7 +104,7 @@ def main() -> None:
             ("extract", lambda: pipeline.extract(source)),
             ("release", release_freed_memory),  # as the runner does before normalize
             ("normalize", pipeline.normalize),
-            ("load", lambda: load_packages(pipeline, warehouse)),
+            ("load", lambda: load_packages(pipeline, warehouse, appends_only=True)),
         ]
         profiler = cProfile.Profile() if args.cprofile else None
         with RssSampler() as sampler, lean_cycle_collection():  # as run_sync does

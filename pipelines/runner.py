@@ -25,7 +25,11 @@ from dlt.pipeline.exceptions import PipelineStepFailed
 from dlt.pipeline.pipeline import Pipeline
 
 from pipelines import views, warehouse
-from pipelines.config import DUCKDB_DISABLED_COMPRESSION, WarehouseSettings
+from pipelines.config import (
+    APPEND_WORKERS,
+    DUCKDB_DISABLED_COMPRESSION,
+    WarehouseSettings,
+)
 from pipelines.lock import PipelineLock
 from pipelines.memory import lean_cycle_collection, release_freed_memory
 from pipelines.output import redact
@@ -254,26 +258,28 @@ def load_packages(
     """dlt's load step, with the settings the destination wants.
 
     Args:
-        appends_only: the sync's tables are all appended to: DuckDB loads them within a
-            lower memory limit (`append_memory_limit`), and within the configured one if that
-            was not enough. (Runs that changed while the sync read them may merge in a
-            package of their own: a few runs, which the lower limit holds too.)
+        appends_only: the sync's tables are all appended to: DuckDB loads them side by side
+            (APPEND_WORKERS at a time) within a lower memory limit (`append_memory_limit`),
+            and one at a time within the configured one if that was not enough. (Runs that
+            changed while the sync read them may merge in a package of their own: a few
+            runs, which the lower limit holds too.)
     """
     if warehouse_settings.duckdb_path is None:
         # Other warehouses load their tables side by side, as dlt does by default.
         pipeline.load(workers=20)
         return
     lean_limit = warehouse_settings.append_memory_limit() if appends_only else None
-    # A DuckDB file takes one writer at a time: parallel load jobs would only add up their
-    # memory. Each job opens the file and the last to close it checkpoints and closes it:
-    # held open meanwhile, a 200,000-run backfill loads about 0.15 s faster, within the
-    # same memory limit. Opening it first is also where the sync waits while another
-    # process (a BI tool, a DuckDB shell) holds the file.
+    # A merge loads one table at a time: its delete needs memory in proportion to the runs
+    # it replaces, and side by side the tables would share one limit. Each job opens the
+    # file and the last to close it checkpoints and closes it: held open meanwhile, a
+    # 200,000-run backfill loads about 0.15 s faster, within the same memory limit. Opening
+    # it first is also where the sync waits while another process (a BI tool, a DuckDB
+    # shell) holds the file.
     with opened(pipeline.sql_client(), warehouse_settings):
         if lean_limit is not None:
             try:
                 with _duckdb_memory_limit(pipeline, lean_limit):
-                    pipeline.load(workers=1)
+                    pipeline.load(workers=APPEND_WORKERS)
                 return
             except PipelineStepFailed as exc:
                 if not any(_out_of_memory(cause) for cause in _causes(exc)):

@@ -6,6 +6,8 @@ import gc
 import os
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -209,6 +211,57 @@ def test_a_first_backfill_after_a_failed_sync_still_appends_within_the_lower_lim
     assert limits[-1] == config.APPEND_MEMORY_LIMIT
 
 
+def test_appended_tables_load_side_by_side(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dlt.destinations.impl.duckdb.duck import DuckDbCopyJob
+
+    # The runs' job waits for the metric rows' job to start, and the other way round: loaded
+    # one at a time, the first would wait in vain and fail the load.
+    both_running = threading.Barrier(2, timeout=20)
+    run = DuckDbCopyJob.run
+
+    def meeting(self: DuckDbCopyJob) -> None:
+        if self.load_table_name in ("workflow_runs", "workflow_runs__metrics"):
+            both_running.wait()
+        run(self)
+
+    monkeypatch.setattr(DuckDbCopyJob, "run", meeting)
+    monkeypatch.setenv("LOAD__RAISE_ON_MAX_RETRIES", "1")
+    report = harness.sync(backfill=True, details=False)
+    assert not both_running.broken
+    (runs,) = harness.rows("select count(*) from sixtyfour.workflow_runs")[0]
+    assert runs == report.runs_loaded == len(harness.world.runs())
+    assert harness.repeated_keys("workflow_runs__metrics", "job_id, metric") == 0
+
+
+def test_merged_tables_load_one_at_a_time(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dlt.destinations.impl.duckdb.duck import DuckDbCopyJob
+
+    harness.sync(details=False)
+    harness.world.advance(600, new_runs=30)
+    running: list[str] = []
+    together: list[list[str]] = []
+    run = DuckDbCopyJob.run
+
+    def watched(self: DuckDbCopyJob) -> None:
+        running.append(self.load_table_name)
+        together.append(list(running))
+        time.sleep(0.05)  # long enough for a job started meanwhile to be seen
+        try:
+            run(self)
+        finally:
+            running.remove(self.load_table_name)
+
+    monkeypatch.setattr(DuckDbCopyJob, "run", watched)
+    harness.sync(details=False, backfill=True)  # merges every run again
+    assert {"workflow_runs", "workflow_runs__metrics"} <= {tables[-1] for tables in together}
+    assert all(len(tables) == 1 for tables in together)
+    assert harness.duplicate_runs() == 0
+
+
 def fail_copy_jobs(
     monkeypatch: pytest.MonkeyPatch,
     limits: list[object],
@@ -252,7 +305,10 @@ def test_a_table_that_needs_more_memory_to_append_loads_within_the_configured_li
     assert {"workflow_runs", "workflows"} <= set(loaded)
     assert all(len(limits_of_table) == 1 for limits_of_table in loaded.values())
     assert [config.APPEND_MEMORY_LIMIT] in loaded.values()
-    assert "appending needed more than 16MB: loading the rest within 64MB" in caplog.text
+    assert (
+        f"appending needed more than {config.APPEND_MEMORY_LIMIT}: loading the rest within 64MB"
+        in caplog.text
+    )
     (runs,) = harness.rows("select count(*) from sixtyfour.workflow_runs")[0]
     assert runs == report.runs_loaded == len(harness.world.runs())
     assert harness.duplicate_runs() == 0
