@@ -28,14 +28,17 @@ DEFAULT_DUCKDB_THREADS = 1
 DUCKDB_DISABLED_COMPRESSION = "fsst,dict_fsst"
 # A load that only appends (a first backfill, a full refresh) writes each block once and never
 # reads it back, so DuckDB needs little memory for it however large it is. Its tables load
-# side by side, APPEND_WORKERS at a time, each on its own connection running on its own
-# thread: appends to different tables do not wait on each other, and the host's second core
-# takes the metric rows while the first takes the runs. A 200,000-run backfill's load took
-# 0.6 to 0.7 s against 0.9 s one table at a time, its peak about 20 MB higher. In plain
-# DuckDB, two tables at a time appended 1,000,000 runs and their 7,000,000 metric rows within
-# 18MB and more (17MB ran out, as one table at a time did within 12MB: what it needs does not
-# grow with the runs); one table at a time within 64MB peaked about 40 MB higher than within
-# 16MB.
+# APPEND_WORKERS at a time, each on its own connection and thread: appends to different
+# tables do not wait on each other, so the metric rows take the host's second core while the
+# runs take the first. A 200,000-run backfill's load took 0.6 to 0.7 s against 0.9 s one
+# table at a time (within 16MB), its peak about 20 MB higher. What two tables need does not
+# grow with the runs: the widest pair meeting (runs and blocks) after the small tables, whose
+# rows stay in DuckDB's memory until the checkpoint, needed 22 to 24MB in plain DuckDB on the
+# package's files, and 1,000,000 runs and 7,000,000 metric rows needed no more. A table that
+# runs out beside another is tried again by dlt (seen in about 1 backfill in 20 within 24MB,
+# and in 2 of 3 within 20MB); the rest goes on one table at a time within the configured limit
+# if it keeps running out. One table at a time within 64MB peaked about 40 MB higher than
+# within 16MB.
 APPEND_MEMORY_LIMIT = "24MB"
 APPEND_WORKERS = 2
 

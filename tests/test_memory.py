@@ -268,17 +268,22 @@ def fail_copy_jobs(
     failure: Exception,
     table: str = "",
     tries: int = 1,
+    failures: int | None = None,
 ) -> dict[str, list[object]]:
-    """Make DuckDB's copy jobs (of `table`, or all) fail while the lower limit is set, `tries`
-    times before dlt's load step gives up; returns the limit each table's job loaded within."""
+    """Make DuckDB's copy jobs (of `table`, or all) fail while the lower limit is set (only
+    the first `failures` times, if given), `tries` times before dlt's load step gives up;
+    returns the limit each table's job loaded within."""
     from dlt.destinations.impl.duckdb.duck import DuckDbCopyJob
 
     loaded: dict[str, list[object]] = {}
+    failed: list[str] = []
     run = DuckDbCopyJob.run
 
     def failing(self: DuckDbCopyJob) -> None:
         name = self.load_table_name
-        if limits[-1] == config.APPEND_MEMORY_LIMIT and table in ("", name):
+        lower_limit = limits[-1] == config.APPEND_MEMORY_LIMIT
+        if lower_limit and table in ("", name) and (failures is None or len(failed) < failures):
+            failed.append(name)
             raise failure
         run(self)
         loaded.setdefault(name, []).append(limits[-1])
@@ -317,6 +322,27 @@ def test_a_table_that_needs_more_memory_to_append_loads_within_the_configured_li
     assert metric_rows > runs
     (loads,) = harness.rows("select count(*) from sixtyfour._dlt_loads where status = 0")[0]
     assert loads == 1
+
+
+def test_a_table_that_ran_out_of_memory_beside_another_once_loads_when_tried_again(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import duckdb
+
+    limits = record_load_limits(monkeypatch)
+    memory = duckdb.OutOfMemoryException("Out of Memory Error: could not allocate block")
+    loaded = fail_copy_jobs(
+        monkeypatch, limits, memory, "workflow_runs__metrics", tries=3, failures=1
+    )
+    report = harness.sync(backfill=True, details=False)
+    # dlt tried the job again within the lower limit: no load within the configured one.
+    assert limits == [config.APPEND_MEMORY_LIMIT]
+    assert loaded["workflow_runs__metrics"] == [config.APPEND_MEMORY_LIMIT]
+    (runs,) = harness.rows("select count(*) from sixtyfour.workflow_runs")[0]
+    assert runs == report.runs_loaded == len(harness.world.runs())
+    assert harness.repeated_keys("workflow_runs__metrics", "job_id, metric") == 0
+    (metric_rows,) = harness.rows("select count(*) from sixtyfour.workflow_runs__metrics")[0]
+    assert metric_rows > runs
 
 
 def test_an_append_that_fails_for_another_reason_is_not_tried_again(
