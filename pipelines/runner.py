@@ -213,12 +213,15 @@ def _sync(
     # The steps one by one, so the wait for a busy warehouse comes right before the load.
     try:
         pipeline.extract(source, refresh=refresh)
+        release_freed_memory()
+        # Normalized before the second package is extracted: that one merges into tables the
+        # first may append to, and its extract step marks them merged in the schema they share.
+        pipeline.normalize()
         if extraction.second_load:
             # Runs that changed while the sync read them: their newer versions replace the
             # older ones in a load of their own, right after the first.
             pipeline.extract(later_versions(extraction))
-        release_freed_memory()
-        pipeline.normalize()
+            pipeline.normalize()
         gained_rows = refresh is None and _gained_rows(client, warehouse_settings, extraction)
         # A first sync (a new warehouse, or one whose tables hold no row) and a full refresh
         # append to every table: DuckDB needs little memory for that, however many runs it

@@ -164,6 +164,30 @@ def test_run_that_changes_after_its_older_version_was_staged_loads_only_the_newe
     assert harness.repeated_keys("workflow_runs__metrics", "job_id, metric") == 0
 
 
+def dispositions_loaded_with(harness: Harness) -> list[str]:
+    """workflow_runs' write disposition in the schema each load landed with, oldest first."""
+    schemas = harness.rows(
+        "select v.schema from sixtyfour._dlt_loads l join sixtyfour._dlt_version v "
+        "on v.version_hash = l.schema_version_hash order by l.load_id"
+    )
+    return [
+        json.loads(schema)["tables"]["workflow_runs"]["write_disposition"] for (schema,) in schemas
+    ]
+
+
+def test_a_first_backfill_whose_runs_change_while_read_appends_and_merges_only_those(
+    one_busy_workflow: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    harness = one_busy_workflow
+    change_mid_backfill(harness, monkeypatch)
+    report = harness.sync(details=False, backfill=True)
+    assert report.runs_loaded == report.runs_seen + 1
+    # The backfill's package appends; only the package of the newer versions merges.
+    assert dispositions_loaded_with(harness) == ["append", "merge"]
+    assert harness.duplicate_runs() == 0
+    assert harness.repeated_keys("workflow_runs__metrics", "job_id, metric") == 0
+
+
 def changed_now_with_blocks(now: datetime) -> Callable[[dict[str, Any]], None]:
     def change(run: dict[str, Any]) -> None:
         run["updated_at"] = now.isoformat()
