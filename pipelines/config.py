@@ -15,30 +15,24 @@ DEFAULT_DUCKDB_PATH = Path("~/.local/share/sixtyfour-sync/sixtyfour-sync.duckdb"
 DUCKDB_URL_PREFIX = "duckdb:///"
 # DuckDB takes up to 80% of the machine's memory by default; a cron host has other work.
 # Within its limit DuckDB keeps the blocks it wrote: one thread within 64MB appended a
-# 200,000-run backfill with about 70 MB on top of the sync's own memory (within the append
-# limit below: about 30 MB). A merge's delete needs memory in proportion to the runs it
-# replaces: 64MB merged the metric rows of 500,000 runs again (a second backfill) and failed
-# at 1,000,000; 32MB failed at 300,000.
+# 200,000-run backfill with about 70 MB on top of the sync's own memory (one table at a time
+# within 16MB: about 30 MB; two at a time within the append limit below: about 55 MB). A
+# merge's delete needs memory in proportion to the runs it replaces: 64MB merged the metric
+# rows of 500,000 runs again (a second backfill) and failed at 1,000,000; 32MB failed at
+# 300,000.
 DEFAULT_DUCKDB_MEMORY_LIMIT = "64MB"
 DEFAULT_DUCKDB_THREADS = 1
 # Compression DuckDB does not try on what a sync writes. FSST (and its mix with a dictionary)
-# compresses unique text such as job_ids; trying it on every text segment took about a fifth
-# of a 200,000-run backfill's load (0.9 s against 1.05 in interleaved runs), for a file 10%
-# larger without it.
+# compresses unique text such as job_ids; trying it on every text segment cost a 200,000-run
+# backfill's load about 0.15 s of 1.05 (in interleaved runs), for a file only 10% smaller.
 DUCKDB_DISABLED_COMPRESSION = "fsst,dict_fsst"
-# A load that only appends (a first backfill, a full refresh) writes each block once and never
-# reads it back, so DuckDB needs little memory for it however large it is. Its tables load
-# APPEND_WORKERS at a time, each on its own connection and thread: appends to different
-# tables do not wait on each other, so the metric rows take the host's second core while the
-# runs take the first. A 200,000-run backfill's load took 0.6 to 0.7 s against 0.9 s one
-# table at a time (within 16MB), its peak about 20 MB higher. What two tables need does not
-# grow with the runs: the widest pair meeting (runs and blocks) after the small tables, whose
-# rows stay in DuckDB's memory until the checkpoint, needed 22 to 24MB in plain DuckDB on the
-# package's files, and 1,000,000 runs and 7,000,000 metric rows needed no more. A table that
-# runs out beside another is tried again by dlt (seen in about 1 backfill in 20 within 24MB,
-# and in 2 of 3 within 20MB); the rest goes on one table at a time within the configured limit
-# if it keeps running out. One table at a time within 64MB peaked about 40 MB higher than
-# within 16MB.
+# A load that only appends (a first backfill, a full refresh) never reads back the blocks it
+# wrote, so DuckDB needs little memory for it however many runs it holds; appends to different
+# tables do not wait on each other, so its tables load APPEND_WORKERS at a time, each on its
+# own connection and thread (the runs on one core, their metric rows on the other). A table
+# that runs out beside another is tried again by dlt (`load.raise_on_max_retries` times), then
+# the rest loads one table at a time within the configured limit. README "Performance" has
+# the figures: 22 to 24MB needed, whatever the number of runs.
 APPEND_MEMORY_LIMIT = "24MB"
 APPEND_WORKERS = 2
 

@@ -264,20 +264,20 @@ def load_packages(
         appends_only: the sync's tables are all appended to: DuckDB loads them side by side
             (APPEND_WORKERS at a time) within a lower memory limit (`append_memory_limit`),
             and one at a time within the configured one if that was not enough. (Runs that
-            changed while the sync read them may merge in a package of their own: a few
-            runs, which the lower limit holds too.)
+            changed while the sync read them merge in a package of their own, loaded the
+            same way: a few runs, which the lower limit holds too.)
     """
     if warehouse_settings.duckdb_path is None:
         # Other warehouses load their tables side by side, as dlt does by default.
         pipeline.load(workers=20)
         return
     lean_limit = warehouse_settings.append_memory_limit() if appends_only else None
-    # A merge loads one table at a time: its delete needs memory in proportion to the runs
-    # it replaces, and side by side the tables would share one limit. Each job opens the
-    # file and the last to close it checkpoints and closes it: held open meanwhile, a
-    # 200,000-run backfill loads about 0.15 s faster, within the same memory limit. Opening
-    # it first is also where the sync waits while another process (a BI tool, a DuckDB
-    # shell) holds the file.
+    # A sync that merges (any after the first) loads one table at a time: a merge's delete
+    # needs memory in proportion to the runs it replaces, and side by side the tables would
+    # share one limit. Each job opens the file and the last to close it checkpoints and
+    # closes it: held open meanwhile, a 200,000-run backfill loads about 0.15 s faster,
+    # within the same memory limit. Opening it first is also where the sync waits while
+    # another process (a BI tool, a DuckDB shell) holds the file.
     with opened(pipeline.sql_client(), warehouse_settings):
         if lean_limit is not None:
             try:

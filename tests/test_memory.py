@@ -148,7 +148,9 @@ def test_duckdb_memory_sizes_are_read_in_its_units() -> None:
     [
         ("64MB", 1, config.APPEND_MEMORY_LIMIT),
         ("1GB", 1, config.APPEND_MEMORY_LIMIT),
-        ("16MB", 1, None),  # not above the lower limit: the configured one stands
+        ("24MB", 1, None),  # not above the lower limit: the configured one stands
+        ("20MB", 1, None),
+        ("16MB", 1, None),
         ("8MB", 1, None),
         ("64MB", 2, None),  # each thread needs its share
         ("64MB", 0, None),
@@ -267,12 +269,12 @@ def fail_copy_jobs(
     limits: list[object],
     failure: Exception,
     table: str = "",
-    tries: int = 1,
+    tries: int | None = 1,
     failures: int | None = None,
 ) -> dict[str, list[object]]:
     """Make DuckDB's copy jobs (of `table`, or all) fail while the lower limit is set (only
-    the first `failures` times, if given), `tries` times before dlt's load step gives up;
-    returns the limit each table's job loaded within."""
+    the first `failures` times, if given), `tries` times before dlt's load step gives up
+    (None: as configured); returns the limit each table's job loaded within."""
     from dlt.destinations.impl.duckdb.duck import DuckDbCopyJob
 
     loaded: dict[str, list[object]] = {}
@@ -289,7 +291,8 @@ def fail_copy_jobs(
         loaded.setdefault(name, []).append(limits[-1])
 
     monkeypatch.setattr(DuckDbCopyJob, "run", failing)
-    monkeypatch.setenv("LOAD__RAISE_ON_MAX_RETRIES", str(tries))
+    if tries is not None:
+        monkeypatch.setenv("LOAD__RAISE_ON_MAX_RETRIES", str(tries))
     return loaded
 
 
@@ -324,15 +327,16 @@ def test_a_table_that_needs_more_memory_to_append_loads_within_the_configured_li
     assert loads == 1
 
 
-def test_a_table_that_ran_out_of_memory_beside_another_once_loads_when_tried_again(
+def test_an_append_that_ran_out_of_memory_once_loads_when_tried_again_within_the_lower_limit(
     harness: Harness, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import duckdb
 
     limits = record_load_limits(monkeypatch)
     memory = duckdb.OutOfMemoryException("Out of Memory Error: could not allocate block")
+    # As configured: how often dlt tries a job before the load step gives up.
     loaded = fail_copy_jobs(
-        monkeypatch, limits, memory, "workflow_runs__metrics", tries=3, failures=1
+        monkeypatch, limits, memory, "workflow_runs__metrics", tries=None, failures=1
     )
     report = harness.sync(backfill=True, details=False)
     # dlt tried the job again within the lower limit: no load within the configured one.
