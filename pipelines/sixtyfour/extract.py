@@ -7,6 +7,7 @@ from collections.abc import MutableMapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from itertools import compress
 from typing import Any
 
 import pyarrow as pa
@@ -128,7 +129,7 @@ def _extract(
         if len(batch) >= settings.RUNS_PER_BATCH:
             yield from _runs_tables(list(batch.values()), with_blocks)
             # Runs whose workflow was read to the end are not shown again.
-            yielded.update(job_id for job_id in batch if job_id in changes.seen)
+            yielded.update(batch.keys() & changes.seen.keys())
             batch = {}
     if reader.workflows is not None:
         yield WORKFLOWS_TABLE, shaping.workflows_table(reader.workflows)
@@ -200,8 +201,10 @@ def _joined(held: dict[str, list[pa.Table]]) -> TableStream:
     held.clear()
 
 
-def _changed_runs(page: RunsPage, changes: ChangeFilter) -> list[dict[str, Any]]:
-    """The page's new or changed runs."""
+def _changed_runs(
+    page: RunsPage, changes: ChangeFilter
+) -> tuple[Sequence[dict[str, Any]], Sequence[str]]:
+    """The page's new or changed runs, and their job_ids."""
     keys = page.keys
     in_flight_page = page.filter.status in ("active", "running")
     mask = changes.select(
@@ -211,18 +214,23 @@ def _changed_runs(page: RunsPage, changes: ChangeFilter) -> list[dict[str, Any]]
         in_flight_page=in_flight_page,
         workflow=page.filter.workflow_id,
     )
-    return [run for run, keep in zip(page.runs, mask, strict=True) if keep]
+    if all(mask):
+        return page.runs, keys.job_ids  # a backfill's usual page: no per-run Python at all
+    return list(compress(page.runs, mask)), list(compress(keys.job_ids, mask))
 
 
 def _collect(
-    runs: list[dict[str, Any]],
+    changed: tuple[Sequence[dict[str, Any]], Sequence[str]],
     batch: dict[str, dict[str, Any]],
     yielded: set[str],
     later: dict[str, dict[str, Any]],
 ) -> None:
     """Add changed runs to the batch, or to `later` when a batch already yielded the run."""
-    for run in runs:
-        job_id = run["job_id"]
+    runs, job_ids = changed
+    if yielded.isdisjoint(job_ids):
+        batch.update(zip(job_ids, runs, strict=True))  # a newer version replaces an older
+        return
+    for job_id, run in zip(job_ids, runs, strict=True):
         if job_id in yielded:
             later[job_id] = run  # the change filter passes only newer versions
         else:
