@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -13,7 +14,7 @@ import duckdb
 import pytest
 
 from pipelines.sixtyfour.changes import ChangeFilter
-from pipelines.sixtyfour.client import SixtyfourClient
+from pipelines.sixtyfour.client import RunsBody, SixtyfourClient
 from pipelines.sixtyfour.reader import ChangeReader
 from tests.conftest import API_KEY, Harness, make_harness, run_cli
 from tests.test_sync_core import assert_warehouse_matches_api, flatten_metrics
@@ -363,6 +364,35 @@ def test_each_workflow_is_reported_read_once_after_its_last_page(harness: Harnes
         assert pages and max(pages) < events.index(("read", workflow))
     # The full workflow was narrowed by status; its status pages came before it was done.
     assert sum(event == ("page", workflow_id) for event in events) > 1
+
+
+def test_pages_are_fetched_side_by_side_and_parsed_by_the_thread_reading_them(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Parsing holds the interpreter: done on the fetching threads, it makes the thread that
+    # reads the pages wait for it at every turn.
+    workflow_id = harness.world.workflows()[0]["id"]
+    harness.world.add_runs(700, workflow_id=workflow_id, status="completed")
+    fetched_on: set[str] = set()
+    parsed_on: set[str] = set()
+    fetch, parse = SixtyfourClient.fetch_runs, RunsBody.parse
+
+    def noting_fetch(self: SixtyfourClient, **filters: Any) -> RunsBody:
+        fetched_on.add(threading.current_thread().name)
+        return fetch(self, **filters)
+
+    def noting_parse(self: RunsBody) -> list[dict[str, Any]]:
+        parsed_on.add(threading.current_thread().name)
+        return parse(self)
+
+    monkeypatch.setattr(SixtyfourClient, "fetch_runs", noting_fetch)
+    monkeypatch.setattr(RunsBody, "parse", noting_parse)
+    with SixtyfourClient(API_KEY, harness.server.base_url, rate_limit_per_minute=0) as client:
+        reader = ChangeReader(client, watermark=None, concurrency=3)
+        pages = list(reader.pages())
+    assert len(pages) > 3  # it narrowed, so the pool had work for several threads
+    assert parsed_on == {threading.current_thread().name}
+    assert threading.current_thread().name not in fetched_on
 
 
 def test_a_backfill_keeps_only_runs_that_may_show_up_again(

@@ -137,13 +137,22 @@ class SixtyfourClient:
         self, *, status: str | None = None, workflow_id: str | None = None
     ) -> list[dict[str, Any]]:
         """Newest runs of one filter (at most PAGE_LIMIT), newest queued first."""
+        return self.fetch_runs(status=status, workflow_id=workflow_id).parse()
+
+    def fetch_runs(self, *, status: str | None = None, workflow_id: str | None = None) -> RunsBody:
+        """`list_runs`' answer, not parsed yet: the caller parses it where it wants.
+
+        A sync fetches on several threads but parses on the one that consumes the pages:
+        parsing holds the interpreter, and fetching threads that parse make the consumer
+        wait for it at every turn (about 0.5 s of 2.5 on a 200,000-run backfill).
+        """
         params: dict[str, str | int] = {"limit": settings.PAGE_LIMIT}
         if status:
             params["status"] = status
         if workflow_id:
             params["workflow_id"] = workflow_id
         body = self._get(settings.RUNS_PATH, params)
-        return _parse_list(body, _describe(settings.RUNS_PATH, params))
+        return RunsBody(body, _describe(settings.RUNS_PATH, params))
 
     def list_workflows(self) -> list[dict[str, Any]]:
         """Every workflow of the organization (the endpoint has no pagination)."""
@@ -301,6 +310,22 @@ def _parse_json(body: bytes, where: str) -> Any:
             f"GET {where} answered 200 with a body that is not JSON ({exc.msg}; "
             f"it starts {start!r})"
         ) from None
+
+
+@dataclass(frozen=True)
+class RunsBody:
+    """A list answer as it came (JSON bytes), and the request it answered."""
+
+    body: bytes
+    where: str
+
+    def parse(self) -> list[dict[str, Any]]:
+        """The runs it holds.
+
+        Raises:
+            ApiResponseError: the body is not JSON, or not a list of objects.
+        """
+        return _parse_list(self.body, self.where)
 
 
 def _parse_list(body: bytes, where: str) -> list[dict[str, Any]]:

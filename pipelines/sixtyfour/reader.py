@@ -15,6 +15,7 @@ from pipelines.sixtyfour.client import (
     ForbiddenError,
     NotFoundError,
     RequestRejectedError,
+    RunsBody,
     SixtyfourClient,
 )
 from pipelines.sixtyfour.reach import Gap, PageReach, RunFilter
@@ -145,7 +146,7 @@ class ChangeReader:
         # Requests go out only while fewer than `concurrency` pages are on their way or
         # waiting to be consumed: the pages of a backfill never pile up in memory.
         waiting: deque[RunFilter] = deque(filters)
-        pending: dict[Future[list[dict[str, Any]] | None], RunFilter] = {}
+        pending: dict[Future[RunsBody | None], RunFilter] = {}
         self.progress.partitions_total += len(filters)
         self._count_unread(filters)
         while waiting or pending:
@@ -157,16 +158,17 @@ class ChangeReader:
                 run_filter = pending.pop(future)
                 self.progress.partitions_done += 1
                 try:
-                    runs = future.result()
+                    answer = future.result()
                 except RequestRejectedError:
                     if run_filter.status not in settings.UNDOCUMENTED_STATUS_FILTERS:
                         raise
                     self._status_filter_refused(run_filter)
                     self._read_one(run_filter)
                     continue
-                if runs is None:
+                if answer is None:
                     self._read_one(run_filter)
                     continue
+                runs = answer.parse()  # here, not on the fetching thread: see fetch_runs
                 self._pages_read[run_filter] = len(runs)
                 if run_filter.status in settings.UNDOCUMENTED_STATUS_FILTERS:
                     self.failed_filter_supported = True
@@ -198,9 +200,9 @@ class ChangeReader:
             if self.on_workflow_read:
                 self.on_workflow_read(workflow)
 
-    def _read(self, run_filter: RunFilter) -> list[dict[str, Any]] | None:
+    def _read(self, run_filter: RunFilter) -> RunsBody | None:
         try:
-            return self.client.list_runs(
+            return self.client.fetch_runs(
                 status=run_filter.status, workflow_id=run_filter.workflow_id
             )
         except NotFoundError:
