@@ -17,8 +17,8 @@ log = logging.getLogger("sixtyfour_sync.memory")
 def release_freed_memory() -> None:
     """Return freed heap and Arrow memory to the system, where the platform allows it.
 
-    Pages are parsed on worker threads, and glibc keeps what they free in per-thread
-    arenas, as Arrow's allocator keeps its own: without this the load, which brings
+    Pages are fetched on worker threads, and glibc keeps what is freed in the arenas it
+    was taken from, as Arrow's allocator keeps its own: without this the load, which brings
     DuckDB's memory on top, would start from the extraction's high-water mark. Reference
     cycles left while the collector ran rarely (each HTTP response leaves one) are
     collected first.
