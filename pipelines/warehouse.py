@@ -11,7 +11,8 @@ from dlt.destinations.exceptions import DatabaseUndefinedRelation
 from dlt.destinations.sql_client import SqlClientBase
 
 from pipelines.sixtyfour import settings
-from pipelines.sixtyfour.changes import TrackedRun, to_micros
+from pipelines.sixtyfour.changes import TrackedRun
+from pipelines.sixtyfour.timestamps import to_micros
 
 IN_FLIGHT_LIST = ", ".join(f"'{s}'" for s in sorted(settings.IN_FLIGHT_STATUSES))
 _TERMINAL = ", ".join(f"'{s}'" for s in sorted(settings.TERMINAL_STATUSES))

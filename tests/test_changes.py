@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from pipelines.sixtyfour.changes import ChangeFilter, TrackedRun, hold_back, to_micros
+from pipelines.sixtyfour.changes import ChangeFilter, TrackedRun, hold_back
+from pipelines.sixtyfour.timestamps import to_micros
 
 T = to_micros(datetime(2026, 11, 1, 12, tzinfo=UTC))
 SECOND = 1_000_000

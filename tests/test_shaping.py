@@ -560,3 +560,68 @@ def test_a_page_with_a_run_missing_what_the_sync_relies_on_is_refused(
     with pytest.raises(ApiResponseError) as raised:
         shaping.page_keys(runs, "/workflows/runs")
     assert words in str(raised.value)
+
+
+def reference_page_instants(runs: Sequence[dict[str, Any]]) -> tuple[Any, ...]:
+    """What the sync made of a page's updated_at and queued_at when Arrow read them all."""
+    try:
+        updated = to_utc_array([run["updated_at"] for run in runs])
+        queued = to_utc_array([run["queued_at"] for run in runs])
+        return ("ok", updated.cast(pa.int64()).to_pylist(), pc.min(queued).as_py())
+    except BadTimestamp:
+        return ("unreadable",)
+    except (ValueError, OverflowError) as exc:  # an oldest queued_at no datetime holds
+        return (type(exc).__name__,)
+
+
+def page_instants(runs: Sequence[dict[str, Any]]) -> tuple[Any, ...]:
+    try:
+        keys = shaping.page_keys(runs, "/workflows/runs")
+    except ApiResponseError as exc:
+        assert "unreadable" in str(exc)
+        return ("unreadable",)
+    except (ValueError, OverflowError) as exc:
+        return (type(exc).__name__,)
+    return ("ok", list(keys.updated), keys.oldest_queued)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_page_keys_read_instants_as_arrow_does_on_random_pages(seed: int) -> None:
+    rng = random.Random(seed)
+    outcomes = set()
+    for page in range(150):
+        clean = rng.random() < 0.7
+        runs = []
+        for index in range(rng.choice([1, 3, 20, 200])):
+            updated, queued = (random_timestamp(rng, clean) for _ in range(2))
+            if updated and queued:  # a run without them is refused before they are read
+                runs.append(page_run(job_id=f"j{index}", updated_at=updated, queued_at=queued))
+        if runs:
+            want = reference_page_instants(runs)
+            assert page_instants(runs) == want, (seed, page)
+            outcomes.add(want[0])
+    assert "ok" in outcomes
+
+
+def test_page_keys_of_emulated_pages_are_read_without_arrow(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    runs = emulated_runs(1000)
+    want = reference_page_instants(runs)
+
+    def by_arrow(*args: Any) -> None:
+        raise AssertionError("read by Arrow")
+
+    monkeypatch.setattr(shaping, "timestamp_column", by_arrow)
+    assert page_instants(runs) == want
+
+
+def test_page_keys_read_every_form_the_api_may_send() -> None:
+    zoned = ["2026-10-31T05:11:47.5Z", "2026-10-31T10:56:47.123456+05:45", "2026-10-31T00:11:47-05"]
+    others = ["2026-10-31T05:11:47.5z", "2026-10-31 05:11:47", "2026-10-31T05:11:47.123456789Z"]
+    for values in (zoned, zoned + others, others):
+        runs = [page_run(job_id=f"j{i}", updated_at=v, queued_at=v) for i, v in enumerate(values)]
+        assert page_instants(runs) == reference_page_instants(runs)
+    edge = [page_run(queued_at="9999-12-31T23:00:00-05:00"), page_run(job_id="j2")]
+    assert page_instants(edge) == reference_page_instants(edge)
+    assert page_instants(edge)[2] == datetime(2026, 10, 31, 4, 0, tzinfo=UTC)

@@ -13,12 +13,12 @@ from typing import Any
 import pyarrow as pa
 
 from pipelines.sixtyfour import metrics, settings, shaping
-from pipelines.sixtyfour.changes import ChangeFilter, TrackedRun, from_micros, to_micros
+from pipelines.sixtyfour.changes import ChangeFilter, TrackedRun
 from pipelines.sixtyfour.client import SixtyfourClient
 from pipelines.sixtyfour.ledger import LEDGER_TABLE, SyncReport, utc_now
 from pipelines.sixtyfour.prefetch import TableStream
 from pipelines.sixtyfour.reader import ChangeReader, ProgressCallback, RunsPage
-from pipelines.sixtyfour.timestamps import BadTimestamp, parse_instant
+from pipelines.sixtyfour.timestamps import BadTimestamp, from_micros, parse_instant, to_micros
 
 log = logging.getLogger("sixtyfour_sync.extract")
 
