@@ -8,7 +8,8 @@ inputs, and pinned on the cases the shortcuts must not get wrong.
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+import time
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,7 +22,13 @@ from pipelines.emulator import World, WorldConfig
 from pipelines.sixtyfour import metrics, shaping, timestamps
 from pipelines.sixtyfour.errors import ApiResponseError
 from pipelines.sixtyfour.metrics import METRICS_MARKER, METRICS_SCHEMA, metrics_table
-from pipelines.sixtyfour.timestamps import UTC_MICROS, BadTimestamp, parse_instant, to_utc_array
+from pipelines.sixtyfour.timestamps import (
+    UTC_MICROS,
+    BadTimestamp,
+    parse_instant,
+    to_micros,
+    to_utc_array,
+)
 
 SEEDS = range(12)
 
@@ -616,12 +623,56 @@ def test_page_keys_of_emulated_pages_are_read_without_arrow(
     assert page_instants(runs) == want
 
 
-def test_page_keys_read_every_form_the_api_may_send() -> None:
-    zoned = ["2026-10-31T05:11:47.5Z", "2026-10-31T10:56:47.123456+05:45", "2026-10-31T00:11:47-05"]
-    others = ["2026-10-31T05:11:47.5z", "2026-10-31 05:11:47", "2026-10-31T05:11:47.123456789Z"]
-    for values in (zoned, zoned + others, others):
-        runs = [page_run(job_id=f"j{i}", updated_at=v, queued_at=v) for i, v in enumerate(values)]
-        assert page_instants(runs) == reference_page_instants(runs)
-    edge = [page_run(queued_at="9999-12-31T23:00:00-05:00"), page_run(job_id="j2")]
-    assert page_instants(edge) == reference_page_instants(edge)
-    assert page_instants(edge)[2] == datetime(2026, 10, 31, 4, 0, tzinfo=UTC)
+@pytest.fixture
+def local_zone_not_utc(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Another local zone than UTC, so that a value read as local time shows."""
+    monkeypatch.setenv("TZ", "America/St_Johns")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+@pytest.mark.usefixtures("local_zone_not_utc")
+def test_page_keys_read_every_form_the_api_may_send(monkeypatch: pytest.MonkeyPatch) -> None:
+    read_by_arrow: list[str] = []
+    arrow_reading = shaping.timestamp_column
+
+    def counted(columns: dict[str, pa.Array], name: str, values: Any, where: str) -> None:
+        read_by_arrow.append(name)
+        arrow_reading(columns, name, values, where)
+
+    monkeypatch.setattr(shaping, "timestamp_column", counted)
+
+    def keys(updated: list[str], queued: list[str]) -> tuple[tuple[Any, ...], bool]:
+        runs = [
+            page_run(job_id=f"j{i}", updated_at=u, queued_at=q)
+            for i, (u, q) in enumerate(zip(updated, queued, strict=True))
+        ]
+        read_by_arrow.clear()
+        got = page_instants(runs)
+        assert got == reference_page_instants(runs), (updated, queued)
+        return got, not read_by_arrow
+
+    python_reads = [
+        "2026-10-31T05:11:47.5Z",
+        "2026-10-31T10:56:47.123456+05:45",
+        "2026-10-31T00:11:47-05",
+        "2026-10-31T05:11:47",
+        "2026-10-31 05:11:47.25",
+        "2026-10-31T05:11:47.123456789Z",
+        "20261031T051147Z",
+    ]
+    got, by_python = keys(python_reads, list(reversed(python_reads)))
+    assert by_python and got[2] == datetime(2026, 10, 31, 5, 11, 47, tzinfo=UTC)
+    assert got[1][3] == to_micros(datetime(2026, 10, 31, 5, 11, 47, tzinfo=UTC))
+    # A lowercase z: Arrow's path, which reads it all the same.
+    got, by_python = keys(["2026-10-31T05:11:47.5z"], ["2026-10-31T05:11:47z"])
+    assert not by_python and got[0] == "ok"
+    # In UTC before year 1 or after 9999: as the thorough path decides (here with another
+    # value Arrow's cast refuses, so each value is read alone: unreadable).
+    assert keys(["9999-12-31T23:00:00-05:00", python_reads[5]], python_reads[:2])[0] == (
+        "unreadable",
+    )
+    got, by_python = keys(python_reads[:2], ["0001-01-01T00:00:00+05:00", python_reads[0]])
+    assert not by_python

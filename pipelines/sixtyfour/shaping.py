@@ -134,7 +134,7 @@ def _page_instants(
         try:
             return micros_each(updated_at), min(map(as_utc, queued_at))
         except OverflowError:
-            pass  # in UTC, a queued_at before year 1 or after 9999: Arrow still reads it
+            pass  # in UTC, before year 1 or after 9999: the thorough path decides, as before
     # A form only the thorough reader takes, or no date-time at all: it names the value.
     instants: dict[str, pa.Array] = {}
     for name in ("updated_at", "queued_at"):

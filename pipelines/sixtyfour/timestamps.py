@@ -1,4 +1,8 @@
-"""API timestamps (any offset, any precision, or none) to UTC instants in Arrow."""
+"""API timestamps (any offset, any precision, or none) to UTC instants.
+
+A batch's columns are read by Arrow (`to_utc_array`), a page's keys by Python's ISO reader
+(`read_each`).
+"""
 
 from __future__ import annotations
 
@@ -75,6 +79,11 @@ def from_micros(micros: int) -> datetime:
     return _EPOCH + micros * _MICROSECOND
 
 
+# The first and last microsecond a UTC datetime holds.
+_FIRST_MICROS = to_micros(datetime.min.replace(tzinfo=UTC))
+_LAST_MICROS = to_micros(datetime.max.replace(tzinfo=UTC))
+
+
 def read_each(values: Sequence[Any]) -> list[datetime] | None:
     """API timestamps each read by Python's ISO reader; one without an offset stays naive (UTC).
 
@@ -92,13 +101,20 @@ def read_each(values: Sequence[Any]) -> list[datetime] | None:
 
 
 def micros_each(instants: Iterable[datetime]) -> list[int]:
-    """Microseconds since the epoch of instants read by `read_each` (naive ones are UTC)."""
-    return [
+    """Microseconds since the epoch of instants read by `read_each` (naive ones are UTC).
+
+    Raises:
+        OverflowError: in UTC, an instant lies before year 1 or after year 9999.
+    """
+    micros = [
         (instant - _EPOCH) // _MICROSECOND
         if instant.tzinfo
         else (instant - _NAIVE_EPOCH) // _MICROSECOND
         for instant in instants
     ]
+    if micros and (min(micros) < _FIRST_MICROS or max(micros) > _LAST_MICROS):
+        raise OverflowError("an instant no UTC datetime holds")
+    return micros
 
 
 def as_utc(instant: datetime) -> datetime:
