@@ -120,9 +120,12 @@ def test_a_backfill_notes_fresh_pages_in_bulk_exactly_as_run_by_run(
 
     bulk_pages: list[int] = []
     load_all = ChangeFilter._load_all
-    monkeypatch.setattr(
-        ChangeFilter, "_load_all", lambda self, *a: bulk_pages.append(1) or load_all(self, *a)
-    )
+
+    def counted(self: ChangeFilter, *args: Any) -> None:
+        bulk_pages.append(1)
+        load_all(self, *args)
+
+    monkeypatch.setattr(ChangeFilter, "_load_all", counted)
     in_bulk = backfill()
     assert len(bulk_pages) >= 3
     monkeypatch.setattr(ChangeFilter, "_first_sight", lambda self, job_ids: False)

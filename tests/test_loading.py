@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -306,9 +307,10 @@ def test_a_run_only_its_workflows_pages_show_that_changes_between_them_loads_onc
         target = next(
             r for r in own_page if r["status"] == "completed" and r["job_id"] not in newest
         )
+        job_id: str = target["job_id"]
         harness.server.faults.add(
             Fault(
-                transform=lambda body, job_id=target["job_id"]: run_changed(body, job_id),
+                transform=partial(run_changed, job_id=job_id),
                 query={"workflow_id": workflow_id, "status": "completed"},
             )
         )
@@ -323,7 +325,7 @@ def test_a_run_only_its_workflows_pages_show_that_changes_between_them_loads_onc
         assert harness.duplicate_runs() == 0
 
 
-def child_primary_keys(schema: dict[str, Any]) -> dict[str, list[str]]:
+def child_primary_keys(schema: Mapping[str, Any]) -> dict[str, list[str]]:
     return {
         table: [
             name for name, c in schema["tables"][table]["columns"].items() if c.get("primary_key")

@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -175,7 +176,7 @@ def record_load_limits(monkeypatch: pytest.MonkeyPatch) -> list[object]:
     limits: list[object] = []
     load = Pipeline.load
 
-    def recording(self: Pipeline, *args: object, **kwargs: object) -> object:
+    def recording(self: Pipeline, *args: Any, **kwargs: Any) -> Any:
         credentials = self.destination.config_params["credentials"]
         limits.append(credentials.global_config.get("memory_limit"))
         return load(self, *args, **kwargs)

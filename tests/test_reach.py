@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from pipelines.sixtyfour.reach import PageReach, RunFilter, status_filters, workflows_to_read
 
@@ -26,7 +27,7 @@ def test_a_full_page_never_covers_a_read_without_watermark() -> None:
 
 
 def test_idle_workflows_cost_no_request() -> None:
-    workflows = [
+    workflows: list[dict[str, Any]] = [
         {"id": "busy", "last_run_date": (T0 + timedelta(minutes=5)).isoformat()},
         {"id": "idle", "last_run_date": (T0 - timedelta(days=3)).isoformat()},
         {"id": "unknown-activity"},

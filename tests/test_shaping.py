@@ -449,7 +449,9 @@ def test_a_key_holding_json_null_is_a_row_apart_from_an_absent_key() -> None:
 
 
 def test_a_key_holding_numbers_in_some_runs_and_text_in_others_keeps_each_as_sent() -> None:
-    runs = [{"job_id": f"r{i}", "metrics": {"row_count": i, "rows_in": i}} for i in range(50)]
+    runs: list[dict[str, Any]] = [
+        {"job_id": f"r{i}", "metrics": {"row_count": i, "rows_in": i}} for i in range(50)
+    ]
     runs[7]["metrics"]["row_count"] = "unknown"
     runs[9]["metrics"]["row_count"] = {"estimate": 12}
     rows = metric_rows(metrics_table(runs))
@@ -491,7 +493,7 @@ def test_lists_empty_objects_and_text_are_kept_as_json_text() -> None:
 
 
 def test_metrics_that_are_not_an_object_are_kept_whole_under_an_empty_name() -> None:
-    runs = [
+    runs: list[dict[str, Any]] = [
         {"job_id": "a", "metrics": [1, 2]},
         {"job_id": "b", "metrics": 0.5},
         {"job_id": "c", "metrics": "n/a"},
@@ -506,7 +508,7 @@ def test_metrics_that_are_not_an_object_are_kept_whole_under_an_empty_name() -> 
 
 
 def test_a_run_without_metrics_gets_one_marker_row() -> None:
-    runs = [
+    runs: list[dict[str, Any]] = [
         {"job_id": "a", "metrics": None},
         {"job_id": "b"},
         {"job_id": "c", "metrics": {}},
