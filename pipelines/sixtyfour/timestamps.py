@@ -107,9 +107,9 @@ def micros_each(instants: Iterable[datetime]) -> list[int]:
         OverflowError: in UTC, an instant lies before year 1 or after year 9999.
     """
     micros = [
-        (instant - _EPOCH) // _MICROSECOND
-        if instant.tzinfo
-        else (instant - _NAIVE_EPOCH) // _MICROSECOND
+        (instant - _NAIVE_EPOCH) // _MICROSECOND
+        if instant.tzinfo is None
+        else (instant - _EPOCH) // _MICROSECOND
         for instant in instants
     ]
     if micros and (min(micros) < _FIRST_MICROS or max(micros) > _LAST_MICROS):
@@ -118,12 +118,12 @@ def micros_each(instants: Iterable[datetime]) -> list[int]:
 
 
 def as_utc(instant: datetime) -> datetime:
-    """An instant read by `read_each` as an aware UTC datetime.
+    """An instant as read (without an offset: UTC) as an aware UTC datetime.
 
     Raises:
         OverflowError: in UTC, the instant lies before year 1 or after year 9999.
     """
-    return instant.astimezone(UTC) if instant.tzinfo else instant.replace(tzinfo=UTC)
+    return instant.replace(tzinfo=UTC) if instant.tzinfo is None else instant.astimezone(UTC)
 
 
 def _parse_each(values: Sequence[Any] | pa.Array) -> pa.Array:
@@ -150,8 +150,6 @@ def parse_instant(value: Any) -> datetime:
         if not isinstance(parsed, datetime):
             raise BadTimestamp(value) from None
     try:
-        if parsed.tzinfo is None:
-            return parsed.replace(tzinfo=UTC)
-        return parsed.astimezone(UTC)
+        return as_utc(parsed)
     except (ValueError, OverflowError):  # an offset of 24 hours or more, a year past 9999
         raise BadTimestamp(value) from None
