@@ -12,9 +12,9 @@
 #   .dlt/secrets.toml in the repository is the usual place for them.
 #
 # The exit code is the sync's: 0 done, 3 done with a gap, 4 another sync was running (logged
-# as a skip), anything else a failure (see "Exit codes" in the README). On a file log, exits
-# other than 0 and 4 also print one line on stderr, so cron mails (MAILTO) only when a
-# person should look.
+# as a skip), anything else a failure (see "Exit codes" in the README). Without a sync: 2 when
+# .venv is not set up, 1 when the log file cannot be opened. On a file log, exits other than 0
+# and 4 also print one line on stderr, so cron mails (MAILTO) only when a person should look.
 
 set -u
 

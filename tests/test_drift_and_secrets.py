@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 from pipelines.emulator import EmulatorServer
+from pipelines.sixtyfour.shaping import blocks_table, details_table
 from tests.conftest import Harness, make_harness, run_cli
 
 
@@ -51,6 +53,78 @@ def test_a_metric_that_changes_type_lands_in_value_text(harness: Harness) -> Non
         f" where job_id = '{job_id}' and metric = 'row_count'"
     )[0]
     assert value is None and text == '"unknown"'
+
+
+def test_an_integer_past_64_bits_is_kept_as_text_not_a_failure(harness: Harness) -> None:
+    harness.sync(details=False)
+    job_id = harness.world.runs()[0]["job_id"]
+    harness.world.set_extra_field("duration_ms", 2**63, job_ids=[job_id], touch=True)
+    assert harness.sync(details=False).status == "ok"
+    row = harness.dicts(
+        "select duration_ms, duration_ms__v_text from sixtyfour.workflow_runs"
+        f" where job_id = '{job_id}'"
+    )[0]
+    assert row == {"duration_ms": None, "duration_ms__v_text": str(2**63)}
+
+
+def test_block_values_of_another_type_are_kept_as_text(harness: Harness) -> None:
+    harness.sync(details=False)
+    job_id = harness.world.runs()[0]["job_id"]
+    blocks = [
+        {"block_id": "b1", "progress_percentage": "half", "metrics": {"row_count": 2**64 - 1}},
+        {"block_id": "b2", "progress_percentage": 40, "metrics": {"row_count": 12}},
+    ]
+    harness.world.set_extra_field("blocks", blocks, job_ids=[job_id], touch=True)
+    assert harness.sync(details=False).status == "ok"
+    rows = harness.dicts(
+        "select block_id, progress_percentage, progress_percentage__v_text, row_count,"
+        " row_count__v_text from sixtyfour.workflow_runs__blocks"
+        f" where job_id = '{job_id}' order by block_index"
+    )
+    assert rows == [
+        {
+            "block_id": "b1",
+            "progress_percentage": None,
+            "progress_percentage__v_text": "half",
+            "row_count": None,
+            "row_count__v_text": str(2**64 - 1),
+        },
+        {
+            "block_id": "b2",
+            "progress_percentage": 40.0,
+            "progress_percentage__v_text": None,
+            "row_count": 12,
+            "row_count__v_text": None,
+        },
+    ]
+
+
+def test_live_status_counts_of_another_type_are_kept_as_text() -> None:
+    live = [
+        {"overall_status": "completed", "total_blocks": "3", "completed_blocks": True,
+         "overall_progress_percentage": "n/a"},
+        {"overall_status": "running", "total_blocks": 4, "completed_blocks": 2**63,
+         "overall_progress_percentage": 2**64 - 1},
+        {"overall_status": "queued", "total_blocks": 2, "completed_blocks": 1,
+         "overall_progress_percentage": 50},
+    ]  # fmt: skip
+    table = details_table([(f"job-{i}", d) for i, d in enumerate(live)], datetime.now(UTC))
+    columns = table.to_pydict()
+    assert columns["total_blocks"] == [None, 4, 2]
+    assert columns["total_blocks__v_text"] == ["3", None, None]
+    assert columns["completed_blocks"] == [None, None, 1]
+    assert columns["completed_blocks__v_text"] == ["true", str(2**63), None]
+    assert columns["overall_progress_percentage"] == [None, float(2**64 - 1), 50.0]
+    assert columns["overall_progress_percentage__v_text"] == ["n/a", None, None]
+
+
+def test_values_of_the_documented_types_add_no_text_column() -> None:
+    blocks = blocks_table([("job-1", "list", [{"block_id": "b", "progress_percentage": 5}])])
+    details = details_table(
+        [("job-1", {"total_blocks": 2, "completed_blocks": 1, "overall_progress_percentage": 0.5})],
+        datetime.now(UTC),
+    )
+    assert not [name for name in blocks.column_names + details.column_names if "__v_text" in name]
 
 
 MARKER = "sk-marker-5f1e2d3c4b5a"

@@ -70,6 +70,16 @@ def test_api_that_keeps_failing_exits_6_and_leaves_the_warehouse_as_it_was(
     assert run_cli(harness, "run", "--no-details").returncode == 0
 
 
+def test_a_5xx_that_retrying_cannot_fix_exits_5_at_once(harness: Harness) -> None:
+    harness.server.faults.add(Fault(status=501, times=100))
+    result = run_cli(harness, "run", "--no-details")
+    assert result.returncode == 5, result.stderr
+    assert result.stderr.count("\n") == 1 and "501" in result.stderr
+    # The first two requests go out together; neither is sent again.
+    queries = [tuple(sorted(q.items())) for _, _, q, _ in harness.server.requests]
+    assert len(queries) <= 2 and len(set(queries)) == len(queries)
+
+
 def test_rejected_key_exits_2_without_retrying(harness: Harness) -> None:
     result = run_cli(harness, "run", SOURCES__SIXTYFOUR__API_KEY="not-the-key")
     assert result.returncode == 2

@@ -20,6 +20,9 @@ from pipelines.sixtyfour.timestamps import UTC_MICROS, BadTimestamp, parse_insta
 VARIANT_SUFFIX = "__v_text"
 # A run without a readable one of these cannot be placed against the cursor: the page is bad.
 _REQUIRED_TIMESTAMPS = frozenset(settings.RUN_REQUIRED_FIELDS) & set(settings.RUN_TIMESTAMP_FIELDS)
+# What a 64-bit integer column holds (the parser reads integers up to 2**64 - 1 as integers).
+_INT64 = range(-(2**63), 2**63)
+_NUMBER_TYPES = frozenset({int, float})  # exact types: a bool is not a number here
 
 
 def with_keys(table: pa.Table, *keys: str) -> pa.Table:
@@ -63,29 +66,40 @@ def timestamp_column(
     columns[name + VARIANT_SUFFIX] = pa.array(raw, pa.string())
 
 
-def integer_column(columns: dict[str, pa.Array], name: str, values: list[Any]) -> None:
-    """Add `name` as integers; a value of another type (a bool too) keeps its text beside."""
+def integer_column(columns: dict[str, pa.Array], name: str, values: Sequence[Any]) -> None:
+    """Add `name` as 64-bit integers; any other value (a bool, a float, an integer too large for
+    64 bits) is null there, its text kept beside."""
     try:
         columns[name] = pa.array(values, pa.int64())
         if not any(type(v) is bool for v in values):
             return
     except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
         pass
-    ints = [v if type(v) is int else None for v in values]
-    columns[name] = pa.array(ints, pa.int64())
-    columns[name + VARIANT_SUFFIX] = text_array(
-        [None if v is None or type(v) is int else v for v in values]
+    fits = [type(v) is int and v in _INT64 for v in values]
+    columns[name] = pa.array(
+        [value if fit else None for value, fit in zip(values, fits, strict=True)], pa.int64()
     )
+    _keep_others(columns, name, values, fits)
 
 
-def int_or_null(values: list[Any]) -> pa.Array:
-    """Integers, with null for anything else."""
-    return pa.array([v if type(v) is int else None for v in values], pa.int64())
+def float_column(columns: dict[str, pa.Array], name: str, values: Sequence[Any]) -> None:
+    """Add `name` as floats (integers included); any other value (a bool, text) is null there,
+    its text kept beside."""
+    fits = [type(v) in _NUMBER_TYPES for v in values]
+    columns[name] = pa.array(
+        [float(value) if fit else None for value, fit in zip(values, fits, strict=True)],
+        pa.float64(),
+    )
+    _keep_others(columns, name, values, fits)
 
 
-def float_array(values: list[Any]) -> pa.Array:
-    """Numbers as floats, with null for anything else."""
-    return pa.array([float(v) if type(v) in (int, float) else None for v in values], pa.float64())
+def _keep_others(
+    columns: dict[str, pa.Array], name: str, values: Sequence[Any], fits: Sequence[bool]
+) -> None:
+    """The values a typed column could not hold, as text in its variant column."""
+    others = [None if fit else value for value, fit in zip(values, fits, strict=True)]
+    if any(value is not None for value in others):
+        columns[name + VARIANT_SUFFIX] = text_array(others)
 
 
 def text_array(values: list[Any]) -> pa.Array:

@@ -17,8 +17,7 @@ import pyarrow.compute as pc
 
 from pipelines.sixtyfour import settings
 from pipelines.sixtyfour.columns import (
-    float_array,
-    int_or_null,
+    float_column,
     integer_column,
     text_array,
     timestamp_column,
@@ -189,7 +188,7 @@ def blocks_table(job_blocks: Iterable[tuple[str, str, list[Any]]]) -> pa.Table:
     for name in BLOCK_INTEGER_FIELDS:
         integer_column(columns, name, [r.get(name) for r in rows])
     for name in BLOCK_FLOAT_FIELDS:
-        columns[name] = float_array([r.get(name) for r in rows])
+        float_column(columns, name, [r.get(name) for r in rows])
     for name in BLOCK_TIMESTAMP_FIELDS:
         timestamp_column(columns, name, [r.get(name) for r in rows], "live_status")
     known = set(columns) | {"metrics"}
@@ -205,13 +204,13 @@ def details_table(details: Sequence[tuple[str, dict[str, Any]]], fetched_at: Any
     columns: dict[str, pa.Array] = {
         "job_id": pa.array([job_id for job_id, _ in details], pa.string()),
         "overall_status": text_array([d.get("overall_status") for d in live]),
-        "total_blocks": int_or_null([d.get("total_blocks") for d in live]),
-        "completed_blocks": int_or_null([d.get("completed_blocks") for d in live]),
-        "overall_progress_percentage": float_array(
-            [d.get("overall_progress_percentage") for d in live]
-        ),
-        "fetched_at": pa.array([fetched_at] * len(details), UTC_MICROS),
     }
+    for name in ("total_blocks", "completed_blocks"):
+        integer_column(columns, name, [d.get(name) for d in live])
+    float_column(
+        columns, "overall_progress_percentage", [d.get("overall_progress_percentage") for d in live]
+    )
+    columns["fetched_at"] = pa.array([fetched_at] * len(details), UTC_MICROS)
     timestamp_column(columns, "last_updated", [d.get("last_updated") for d in live], "live")
     return with_keys(pa.table(columns), "job_id")
 
@@ -241,7 +240,7 @@ def _typed_fields(
     """
     try:
         typed = pa.array(runs, type=fields)
-    except (pa.ArrowInvalid, pa.ArrowTypeError):
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):  # OverflowError: past 64 bits
         return None
     assert isinstance(typed, pa.StructArray)
     return typed
