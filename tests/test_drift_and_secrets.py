@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import hashlib
+import logging
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from pipelines.emulator import EmulatorServer
-from pipelines.sixtyfour.shaping import blocks_table, details_table
+from pipelines.sixtyfour.changes import TrackedRun
+from pipelines.sixtyfour.extract import _ended_run
+from pipelines.sixtyfour.shaping import blocks_table, details_table, runs_table, workflows_table
 from tests.conftest import Harness, make_harness, run_cli
 
 
@@ -125,6 +132,102 @@ def test_values_of_the_documented_types_add_no_text_column() -> None:
         datetime.now(UTC),
     )
     assert not [name for name in blocks.column_names + details.column_names if "__v_text" in name]
+
+
+def test_a_fraction_in_an_integer_field_is_kept_as_text_not_cut(harness: Harness) -> None:
+    harness.sync(details=False)
+    job_id = harness.world.runs()[0]["job_id"]
+    harness.world.set_extra_field("duration_ms", 1523.847, job_ids=[job_id], touch=True)
+    assert harness.sync(details=False).status == "ok"
+    row = harness.dicts(
+        "select duration_ms, duration_ms__v_text from sixtyfour.workflow_runs"
+        f" where job_id = '{job_id}'"
+    )[0]
+    assert row == {"duration_ms": None, "duration_ms__v_text": "1523.847"}
+
+
+def test_a_field_whose_name_folds_like_a_column_gets_a_column_of_its_own(
+    harness: Harness,
+) -> None:
+    harness.sync(details=False)
+    job_id = harness.world.runs()[0]["job_id"]
+    name = harness.world.payload(job_id)["workflow_name"]
+    harness.world.set_extra_field("workflowName", "renamed", job_ids=[job_id], touch=True)
+    assert harness.sync(details=False).status == "ok"
+    column = "workflow_name__alias_" + hashlib.sha1(b"workflowName").hexdigest()[:8]
+    row = harness.dicts(
+        f"select workflow_name, {column} from sixtyfour.workflow_runs where job_id = '{job_id}'"
+    )[0]
+    assert row == {"workflow_name": name, column: "renamed"}
+
+
+def test_blocks_that_are_not_a_list_are_kept_as_one_block(harness: Harness) -> None:
+    harness.sync(details=False)
+    job_id = harness.world.runs()[0]["job_id"]
+    blocks = {"b1": {"status": "done"}}
+    harness.world.set_extra_field("blocks", blocks, job_ids=[job_id], touch=True)
+    assert harness.sync(details=False).status == "ok"
+    rows = harness.dicts(
+        f"select block_index, b1 from sixtyfour.workflow_runs__blocks where job_id = '{job_id}'"
+    )
+    assert rows == [{"block_index": 0, "b1": '{"status":"done"}'}]
+
+
+def test_block_metrics_fill_what_the_block_left_empty_and_odd_ones_are_kept() -> None:
+    blocks = [
+        {"block_id": "a", "processed_count": None, "total_count": 100,
+         "metrics": {"processed_count": 42, "total_count": 90, "row_count": 7}},
+        {"block_id": "b", "metrics": ["not", "an", "object"]},
+        5,
+    ]  # fmt: skip
+    table = blocks_table([("job-1", "live_status", blocks)]).to_pydict()
+    assert table["processed_count"] == [42, None, None]
+    assert table["total_count"] == [100, None, None]  # the block's own value wins
+    assert table["row_count"] == [7, None, None]
+    assert table["metrics"] == [None, '["not","an","object"]', None]
+    assert table["value"] == [None, None, "5"]
+    one = blocks_table([("job-2", "live_status", 5)]).to_pydict()
+    assert (one["block_index"], one["value"]) == ([0], ["5"])
+
+
+def test_a_workflow_without_an_id_is_left_out_with_a_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    workflows: list[dict[str, Any]] = [
+        {"id": "w1", "name": "kept"},
+        {"name": "no id"},
+        {"id": None, "name": "null"},
+    ]
+    with caplog.at_level(logging.WARNING, logger="sixtyfour_sync"):
+        table = workflows_table(workflows)
+    assert table.column("name").to_pylist() == ["kept"]
+    assert "2 workflows without an id" in caplog.text
+
+
+def test_an_ended_run_keeps_the_text_stored_beside_its_columns() -> None:
+    updated_at = datetime(2026, 11, 1, 0, 5, tzinfo=UTC)
+    stored: dict[str, Any] = {
+        "job_id": "j1", "workflow_id": "w1", "status": "running",
+        "queued_at": datetime(2026, 11, 1, tzinfo=UTC),
+        "updated_at": updated_at,
+        "started_at": None, "started_at__v_text": "Mon, 01 Jan 2024 00:00:00 GMT",
+        "duration_ms": None, "duration_ms__v_text": "12.5s",
+    }  # fmt: skip
+    updated = int(updated_at.timestamp() * 1_000_000)
+    run = TrackedRun("j1", "running", updated, stored)
+    live = {"overall_status": "completed", "completed_at": "2026-11-01T00:10:00Z"}
+    table = runs_table([_ended_run(run, live)], "live_status").to_pydict()
+    assert table["status"] == ["completed"]
+    assert (table["started_at"], table["started_at__v_text"]) == (
+        [None],
+        ["Mon, 01 Jan 2024 00:00:00 GMT"],
+    )
+    assert (table["duration_ms"], table["duration_ms__v_text"]) == ([None], ["12.5s"])
+    # A stored column of such text, empty for this run: live_status' new text is kept.
+    stored["started_at__v_text"] = None
+    live["started_at"] = "Tue, 02 Jan 2024 00:00:00 GMT"
+    table = runs_table([_ended_run(run, live)], "live_status").to_pydict()
+    assert table["started_at__v_text"] == ["Tue, 02 Jan 2024 00:00:00 GMT"]
 
 
 MARKER = "sk-marker-5f1e2d3c4b5a"

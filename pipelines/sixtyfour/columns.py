@@ -6,11 +6,13 @@ beside it, so a type change in the API never fails a sync nor loses the value.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import hashlib
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import orjson
 import pyarrow as pa
+from dlt.common.normalizers.naming.snake_case import NamingConvention
 
 from pipelines.sixtyfour import settings
 from pipelines.sixtyfour.errors import ApiResponseError
@@ -23,6 +25,8 @@ _REQUIRED_TIMESTAMPS = frozenset(settings.RUN_REQUIRED_FIELDS) & set(settings.RU
 # What a 64-bit integer column holds (the parser reads integers up to 2**64 - 1 as integers).
 _INT64 = range(-(2**63), 2**63)
 _NUMBER_TYPES = frozenset({int, float})  # exact types: a bool is not a number here
+# How dlt names the warehouse's columns (its default naming convention).
+_FOLD = NamingConvention().normalize_path
 
 
 def with_keys(table: pa.Table, *keys: str) -> pa.Table:
@@ -71,7 +75,8 @@ def integer_column(columns: dict[str, pa.Array], name: str, values: Sequence[Any
     64 bits) is null there, its text kept beside."""
     try:
         columns[name] = pa.array(values, pa.int64())
-        if not any(type(v) is bool for v in values):
+        # Arrow also takes a bool, and cuts a float to an integer (1.5 to 1) without a word.
+        if all(type(v) is int or v is None for v in values):
             return
     except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
         pass
@@ -100,6 +105,26 @@ def _keep_others(
     others = [None if fit else value for value, fit in zip(values, fits, strict=True)]
     if any(value is not None for value in others):
         columns[name + VARIANT_SUFFIX] = text_array(others)
+
+
+def add_extra_columns(
+    columns: dict[str, pa.Array], names: Iterable[str], values: Callable[[str], list[Any]]
+) -> None:
+    """Add fields the API added later, as text so that a later type change cannot break loads.
+
+    dlt folds column names to snake_case, and two names folded alike fail the load
+    (`workflowName` beside `workflow_name`): a field whose name folds like a column's before
+    it goes to `<folded name>__alias_<8 hex digits of its name>`, the same in every sync.
+    """
+    taken = {""} | {_FOLD(name) for name in columns}  # "": a name dlt cannot fold at all
+    for name in sorted(names):
+        column, folded = name, _FOLD(name)
+        if folded in taken:
+            tag = hashlib.sha1(name.encode()).hexdigest()[:8]
+            column = f"{folded or 'field'}__alias_{tag}"
+            folded = _FOLD(column)
+        taken.add(folded)
+        columns[column] = text_array(values(name))
 
 
 def text_array(values: list[Any]) -> pa.Array:

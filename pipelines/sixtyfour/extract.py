@@ -15,6 +15,7 @@ import pyarrow as pa
 from pipelines.sixtyfour import metrics, settings, shaping
 from pipelines.sixtyfour.changes import ChangeFilter, TrackedRun
 from pipelines.sixtyfour.client import SixtyfourClient
+from pipelines.sixtyfour.columns import VARIANT_SUFFIX
 from pipelines.sixtyfour.ledger import LEDGER_TABLE, SyncReport, utc_now
 from pipelines.sixtyfour.prefetch import TableStream
 from pipelines.sixtyfour.reader import ChangeReader, ProgressCallback, RunsPage
@@ -248,11 +249,7 @@ def _runs_tables(runs: list[dict[str, Any]], with_blocks: set[str]) -> TableStre
         return
     yield RUNS_TABLE, shaping.runs_table(runs, "/workflows/runs")
     yield METRICS_TABLE, metrics.metrics_table(runs)
-    listed_blocks = [
-        (run["job_id"], "list", run["blocks"])
-        for run in runs
-        if isinstance(run.get("blocks"), list) and run["blocks"]
-    ]
+    listed_blocks = [(run["job_id"], "list", run["blocks"]) for run in runs if run.get("blocks")]
     if listed_blocks:
         with_blocks.update(job_id for job_id, _, _ in listed_blocks)
         yield BLOCKS_TABLE, shaping.blocks_table(listed_blocks)
@@ -320,6 +317,14 @@ def _ended_run(run: TrackedRun, live: dict[str, Any]) -> dict[str, Any]:
     Metrics are not in live_status: the run's stored metric rows are kept as they are.
     """
     payload = {k: _as_payload(v) for k, v in run.row.items() if not k.startswith("_dlt")}
+    # A value stored as text beside its column goes back to its field, where the shaping
+    # keeps it beside the column again (a variant column in the payload would be taken for
+    # a field of its own and shadow that).
+    for name in [k for k in payload if k.endswith(VARIANT_SUFFIX)]:
+        text = payload.pop(name)
+        field = name.removesuffix(VARIANT_SUFFIX)
+        if text is not None and payload.get(field) is None:
+            payload[field] = text
     payload["status"] = _run_status(live)
     for field in ("started_at", "completed_at"):
         if live.get(field):

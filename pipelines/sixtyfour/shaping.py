@@ -6,9 +6,11 @@ normaliser: on this data that path is several times slower, and the columns are 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from itertools import repeat
 from operator import itemgetter
 from typing import Any
 
@@ -17,6 +19,7 @@ import pyarrow.compute as pc
 
 from pipelines.sixtyfour import settings
 from pipelines.sixtyfour.columns import (
+    add_extra_columns,
     float_column,
     integer_column,
     text_array,
@@ -25,6 +28,8 @@ from pipelines.sixtyfour.columns import (
 )
 from pipelines.sixtyfour.errors import ApiResponseError
 from pipelines.sixtyfour.timestamps import UTC_MICROS, as_utc, micros_each, read_each
+
+log = logging.getLogger("sixtyfour_sync.shaping")
 
 _KNOWN_RUN_FIELDS = frozenset(
     settings.RUN_TIMESTAMP_FIELDS
@@ -42,6 +47,7 @@ _RUN_STRUCT = pa.struct(
 )
 # What a required field may not be.
 _MISSING = (None, "")
+_INTEGER_OR_NULL = frozenset({int, type(None)})
 
 
 def runs_table(runs: Sequence[dict[str, Any]], where: str) -> pa.Table:
@@ -69,9 +75,7 @@ def runs_table(runs: Sequence[dict[str, Any]], where: str) -> pa.Table:
             timestamp_column(columns, name, [run.get(name) for run in runs], where)
         for name in settings.RUN_INTEGER_FIELDS:
             integer_column(columns, name, [run.get(name) for run in runs])
-    for name in sorted(_extra_fields(runs)):
-        # Fields the API added later: kept as text so a later type change cannot break loads.
-        columns[name] = text_array([run.get(name) for run in runs])
+    add_extra_columns(columns, _extra_fields(runs), lambda name: [run.get(name) for run in runs])
     return with_keys(pa.table(columns), "job_id")
 
 
@@ -112,8 +116,9 @@ def page_keys(runs: Sequence[dict[str, Any]], where: str) -> PageKeys:
         # None, "" (or another false value) somewhere: name the run, unless it is only
         # an odd value (a 0), which the checks below and the shaping deal with.
         _check_required(runs, where)
-    if set(map(type, required["job_id"])) != {str}:
-        raise ApiResponseError(f"GET {where} answered a job_id that is not a string")
+    for key in ("job_id", "workflow_id"):  # dictionary keys and request parameters
+        if set(map(type, required[key])) != {str}:
+            raise ApiResponseError(f"GET {where} answered a {key} that is not a string")
     updated, oldest_queued = _page_instants(required, where)
     return PageKeys(
         job_ids=required["job_id"],
@@ -139,7 +144,10 @@ def _page_instants(
     for name in ("updated_at", "queued_at"):
         timestamp_column(instants, name, required[name], where)
     updated = instants["updated_at"].cast(pa.int64()).to_pylist()
-    return updated, pc.min(instants["queued_at"]).as_py()
+    try:
+        return updated, pc.min(instants["queued_at"]).as_py()
+    except (OverflowError, ValueError):  # in UTC before year 1 or after 9999
+        raise ApiResponseError(f"GET {where} answered a queued_at out of range") from None
 
 
 BLOCK_TIMESTAMP_FIELDS = ("started_at", "completed_at", "last_updated")
@@ -162,20 +170,26 @@ BLOCK_TEXT_FIELDS = (
 )
 
 
-def blocks_table(job_blocks: Iterable[tuple[str, str, list[Any]]]) -> pa.Table:
+def blocks_table(job_blocks: Iterable[tuple[str, str, Any]]) -> pa.Table:
     """workflow_runs__blocks rows from (job_id, source, blocks) triples.
 
     `source` says where the blocks were read: `list` (a list payload) or `live_status`.
-    Block metrics (row_count, dataframe_type, ...) are lifted to columns.
+    Block metrics (row_count, dataframe_type, ...) are lifted to columns where the block has
+    no value of that name. Blocks that are not a list are taken as one block; a block that is
+    not an object, and block metrics that are not one, are kept as JSON text (`value`,
+    `metrics`).
     """
     rows: list[dict[str, Any]] = []
     for job_id, source, blocks in job_blocks:
-        for index, block in enumerate(blocks):
+        for index, block in enumerate(blocks if isinstance(blocks, list) else [blocks]):
             row = dict(block) if isinstance(block, dict) else {"value": block}
             metrics = row.pop("metrics", None)
             if isinstance(metrics, dict):
                 for key, value in metrics.items():
-                    row.setdefault(key, value)
+                    if row.get(key) is None:
+                        row[key] = value
+            elif metrics is not None:
+                row["metrics"] = metrics
             row["job_id"], row["block_index"], row["source"] = job_id, index, source
             rows.append(row)
     columns: dict[str, pa.Array] = {
@@ -191,10 +205,8 @@ def blocks_table(job_blocks: Iterable[tuple[str, str, list[Any]]]) -> pa.Table:
         float_column(columns, name, [r.get(name) for r in rows])
     for name in BLOCK_TIMESTAMP_FIELDS:
         timestamp_column(columns, name, [r.get(name) for r in rows], "live_status")
-    known = set(columns) | {"metrics"}
-    extra = {key for r in rows for key in r} - known
-    for name in sorted(extra):
-        columns[name] = text_array([r.get(name) for r in rows])
+    extra = {key for r in rows for key in r} - set(columns)
+    add_extra_columns(columns, extra, lambda name: [r.get(name) for r in rows])
     return with_keys(pa.table(columns), "job_id", "block_index")
 
 
@@ -216,7 +228,13 @@ def details_table(details: Sequence[tuple[str, dict[str, Any]]], fetched_at: Any
 
 
 def workflows_table(workflows: Sequence[dict[str, Any]]) -> pa.Table:
-    """workflows rows, one per workflow."""
+    """workflows rows, one per workflow; one without an id has no row (nothing to merge on)."""
+    without_id = [w for w in workflows if w.get("id") in _MISSING]
+    if without_id:
+        log.warning(
+            "GET /workflows answered %d workflows without an id: not stored", len(without_id)
+        )
+        workflows = [w for w in workflows if w.get("id") not in _MISSING]
     known_text = ("id", "user_uuid", "org_id", "name", "description", "status", "step")
     columns: dict[str, pa.Array] = {}
     for name in known_text:
@@ -225,8 +243,7 @@ def workflows_table(workflows: Sequence[dict[str, Any]]) -> pa.Table:
         timestamp_column(columns, name, [w.get(name) for w in workflows], "/workflows")
     columns["workflow_definition"] = text_array([w.get("workflow_definition") for w in workflows])
     extra = {k for w in workflows for k in w} - set(columns)
-    for name in sorted(extra):
-        columns[name] = text_array([w.get(name) for w in workflows])
+    add_extra_columns(columns, extra, lambda name: [w.get(name) for w in workflows])
     return with_keys(pa.table(columns), "id")
 
 
@@ -238,6 +255,10 @@ def _typed_fields(
     None when some value has another type than documented (a number sent as text, say):
     the caller then goes field by field and keeps such values as text.
     """
+    # Arrow would cut a float in an integer field to an integer (1.5 to 1) without a word.
+    for name in settings.RUN_INTEGER_FIELDS:
+        if not _INTEGER_OR_NULL.issuperset(map(type, map(dict.get, runs, repeat(name)))):
+            return None
     try:
         typed = pa.array(runs, type=fields)
     except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):  # OverflowError: past 64 bits
