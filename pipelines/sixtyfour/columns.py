@@ -116,8 +116,11 @@ def add_extra_columns(
     (`workflowName` beside `workflow_name`): a field whose name folds like a column's before
     it goes to `<folded name>__alias_<8 hex digits of its name>`, the same in every sync.
     """
+    names = sorted(names)
+    if not names:
+        return  # the usual batch: no name to fold
     taken = {""} | {_FOLD(name) for name in columns}  # "": a name dlt cannot fold at all
-    for name in sorted(names):
+    for name in names:
         column, folded = name, _FOLD(name)
         if folded in taken:
             tag = hashlib.sha1(name.encode()).hexdigest()[:8]
