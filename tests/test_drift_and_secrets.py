@@ -12,7 +12,8 @@ import pytest
 
 from pipelines.emulator import EmulatorServer
 from pipelines.sixtyfour.changes import TrackedRun
-from pipelines.sixtyfour.extract import _ended_run
+from pipelines.sixtyfour.columns import integer_column
+from pipelines.sixtyfour.extract import _ended_run, _runs_tables
 from pipelines.sixtyfour.shaping import blocks_table, details_table, runs_table, workflows_table
 from tests.conftest import Harness, make_harness, run_cli
 
@@ -228,6 +229,61 @@ def test_an_ended_run_keeps_the_text_stored_beside_its_columns() -> None:
     live["started_at"] = "Tue, 02 Jan 2024 00:00:00 GMT"
     table = runs_table([_ended_run(run, live)], "live_status").to_pydict()
     assert table["started_at__v_text"] == ["Tue, 02 Jan 2024 00:00:00 GMT"]
+
+
+def test_a_whole_float_in_an_integer_field_is_the_integer() -> None:
+    runs = [
+        {"job_id": "j1", "workflow_id": "w", "status": "completed", "duration_ms": 1523.0,
+         "updated_at": "2026-11-01T00:00:00Z", "queued_at": "2026-11-01T00:00:00Z"},
+    ]  # fmt: skip
+    table = runs_table(runs, "/workflows/runs")
+    assert table.column("duration_ms").to_pylist() == [1523]
+    assert "duration_ms__v_text" not in table.column_names
+    columns: dict[str, Any] = {}
+    integer_column(columns, "n", [1523.0, 1.5, 2.0**70, None, 7])
+    assert columns["n"].to_pylist() == [1523, None, None, None, 7]
+    assert columns["n__v_text"].to_pylist() == [None, "1.5", "1.1805916207174113e+21", None, None]
+
+
+def test_an_ended_run_gets_its_duration_even_where_text_was_stored() -> None:
+    stored: dict[str, Any] = {
+        "job_id": "j1", "workflow_id": "w1", "status": "running",
+        "queued_at": datetime(2026, 11, 1, tzinfo=UTC),
+        "updated_at": datetime(2026, 11, 1, 0, 1, tzinfo=UTC),
+        "started_at": datetime(2026, 11, 1, 0, 1, tzinfo=UTC),
+        "duration_ms": None, "duration_ms__v_text": "pending",
+    }  # fmt: skip
+    run = TrackedRun("j1", "running", 1_761_955_260_000_000, stored)
+    live = {"overall_status": "completed", "completed_at": "2026-11-01T00:10:00Z"}
+    table = runs_table([_ended_run(run, live)], "live_status")
+    assert table.column("duration_ms").to_pylist() == [540_000]
+    assert "duration_ms__v_text" not in table.column_names
+
+
+def test_a_blocks_own_field_named_like_a_text_column_is_kept_under_an_alias() -> None:
+    block = {"block_id": "b", "row_count": "many", "row_count__v_text": "mine"}
+    table = blocks_table([("j1", "list", [block])]).to_pydict()
+    alias = "row_count__v_text__alias_" + hashlib.sha1(b"row_count__v_text").hexdigest()[:8]
+    assert (table["row_count__v_text"], table[alias]) == (["many"], ["mine"])
+    workflows = workflows_table([{"id": "w1", "lastRunDate": "x", "last_run_date": None}])
+    alias = "last_run_date__alias_" + hashlib.sha1(b"lastRunDate").hexdigest()[:8]
+    assert workflows.column(alias).to_pylist() == ["x"]
+
+
+def test_only_null_or_empty_blocks_mean_no_blocks() -> None:
+    def run(job_id: str, blocks: Any) -> dict[str, Any]:
+        instant = "2026-11-01T00:00:00Z"
+        return {"job_id": job_id, "workflow_id": "w", "status": "completed", "blocks": blocks,
+                "updated_at": instant, "queued_at": instant}  # fmt: skip
+
+    runs = [run("none", None), run("empty", []), run("object", {}), run("text", ""),
+            run("zero", 0), run("false", False), run("word", "n/a")]  # fmt: skip
+    with_blocks: set[str] = set()
+    tables = dict(_runs_tables(runs, with_blocks))
+    assert with_blocks == {"zero", "false", "word"}
+    blocks = tables["workflow_runs__blocks"].to_pydict()
+    assert blocks["job_id"] == ["zero", "false", "word"]
+    assert blocks["value"] == ["0", "false", "n/a"]
 
 
 MARKER = "sk-marker-5f1e2d3c4b5a"

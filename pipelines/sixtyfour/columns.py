@@ -71,20 +71,26 @@ def timestamp_column(
 
 
 def integer_column(columns: dict[str, pa.Array], name: str, values: Sequence[Any]) -> None:
-    """Add `name` as 64-bit integers; any other value (a bool, a float, an integer too large for
-    64 bits) is null there, its text kept beside."""
+    """Add `name` as 64-bit integers (a whole float such as 1523.0 too); any other value (a
+    fraction, a bool, an integer too large for 64 bits, text) is null there, its text kept
+    beside."""
     try:
         columns[name] = pa.array(values, pa.int64())
-        # Arrow also takes a bool, and cuts a float to an integer (1.5 to 1) without a word.
+        # Arrow cuts a fraction to an integer (1.5 to 1) without a word.
         if all(type(v) is int or v is None for v in values):
             return
     except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
         pass
-    fits = [type(v) is int and v in _INT64 for v in values]
-    columns[name] = pa.array(
-        [value if fit else None for value, fit in zip(values, fits, strict=True)], pa.int64()
-    )
-    _keep_others(columns, name, values, fits)
+    integers = list(map(_as_int64, values))
+    columns[name] = pa.array(integers, pa.int64())
+    _keep_others(columns, name, values, [value is not None for value in integers])
+
+
+def _as_int64(value: Any) -> int | None:
+    """The value as a 64-bit integer, or None where it is none."""
+    if type(value) is float and value.is_integer():
+        value = int(value)
+    return value if type(value) is int and value in _INT64 else None
 
 
 def float_column(columns: dict[str, pa.Array], name: str, values: Sequence[Any]) -> None:
@@ -114,7 +120,9 @@ def add_extra_columns(
 
     dlt folds column names to snake_case, and two names folded alike fail the load
     (`workflowName` beside `workflow_name`): a field whose name folds like a column's before
-    it goes to `<folded name>__alias_<8 hex digits of its name>`, the same in every sync.
+    it (the known columns, then the other fields in sorted order) goes to `<folded
+    name>__alias_<8 hex digits of its name>`. Beside a known column that is the same in every
+    sync; two new fields folded alike share a column unless they meet in one batch.
     """
     names = sorted(names)
     if not names:

@@ -29,6 +29,9 @@ BLOCKS_TABLE = "workflow_runs__blocks"
 DETAILS_TABLE = "workflow_run_details"
 WORKFLOWS_TABLE = "workflows"
 
+# What a run's or live_status' `blocks` holds when there are none.
+NO_BLOCKS: tuple[Any, ...] = (None, [], {}, "")
+
 # live_status says "cancelled"/"canceled" and the list uses the same words as the run's status.
 _LIVE_STATUS_TO_RUN = {"canceled": "cancelled"}
 
@@ -249,7 +252,9 @@ def _runs_tables(runs: list[dict[str, Any]], with_blocks: set[str]) -> TableStre
         return
     yield RUNS_TABLE, shaping.runs_table(runs, "/workflows/runs")
     yield METRICS_TABLE, metrics.metrics_table(runs)
-    listed_blocks = [(run["job_id"], "list", run["blocks"]) for run in runs if run.get("blocks")]
+    listed_blocks = [
+        (run["job_id"], "list", run["blocks"]) for run in runs if run.get("blocks") not in NO_BLOCKS
+    ]
     if listed_blocks:
         with_blocks.update(job_id for job_id, _, _ in listed_blocks)
         yield BLOCKS_TABLE, shaping.blocks_table(listed_blocks)
@@ -293,7 +298,11 @@ def _follow_up(
         report.runs_resolved_by_id = len(ended)
         yield RUNS_TABLE, table
     if detailed:
-        blocks = [(j, "live_status", live["blocks"]) for j, live in detailed if live.get("blocks")]
+        blocks = [
+            (j, "live_status", live["blocks"])
+            for j, live in detailed
+            if live.get("blocks") not in NO_BLOCKS
+        ]
         if blocks:
             yield BLOCKS_TABLE, shaping.blocks_table(blocks)
         yield DETAILS_TABLE, shaping.details_table(detailed, utc_now())
@@ -331,7 +340,8 @@ def _ended_run(run: TrackedRun, live: dict[str, Any]) -> dict[str, Any]:
             payload[field] = live[field]
     started = _instant(payload.get("started_at"))
     completed = _instant(payload.get("completed_at"))
-    if started and completed and payload.get("duration_ms") is None:
+    if started and completed and type(payload.get("duration_ms")) is not int:
+        # The run's length is known now: it replaces what the run in flight had (null, text).
         payload["duration_ms"] = (completed - started) // timedelta(milliseconds=1)
     # The run changed after it was stored: updated_at must not go backwards.
     candidates = [

@@ -47,7 +47,6 @@ _RUN_STRUCT = pa.struct(
 )
 # What a required field may not be.
 _MISSING = (None, "")
-_INTEGER_OR_NULL = frozenset({int, type(None)})
 
 
 def runs_table(runs: Sequence[dict[str, Any]], where: str) -> pa.Table:
@@ -169,6 +168,12 @@ BLOCK_TEXT_FIELDS = (
     "previous_block_ids",
 )
 
+_KNOWN_BLOCK_FIELDS = frozenset(
+    {"job_id", "block_index", "source"}.union(
+        BLOCK_TEXT_FIELDS, BLOCK_INTEGER_FIELDS, BLOCK_FLOAT_FIELDS, BLOCK_TIMESTAMP_FIELDS
+    )
+)
+
 
 def blocks_table(job_blocks: Iterable[tuple[str, str, Any]]) -> pa.Table:
     """workflow_runs__blocks rows from (job_id, source, blocks) triples.
@@ -205,7 +210,7 @@ def blocks_table(job_blocks: Iterable[tuple[str, str, Any]]) -> pa.Table:
         float_column(columns, name, [r.get(name) for r in rows])
     for name in BLOCK_TIMESTAMP_FIELDS:
         timestamp_column(columns, name, [r.get(name) for r in rows], "live_status")
-    extra = {key for r in rows for key in r} - set(columns)
+    extra = {key for r in rows for key in r} - _KNOWN_BLOCK_FIELDS
     add_extra_columns(columns, extra, lambda name: [r.get(name) for r in rows])
     return with_keys(pa.table(columns), "job_id", "block_index")
 
@@ -227,6 +232,12 @@ def details_table(details: Sequence[tuple[str, dict[str, Any]]], fetched_at: Any
     return with_keys(pa.table(columns), "job_id")
 
 
+_WORKFLOW_TEXT_FIELDS = ("id", "user_uuid", "org_id", "name", "description", "status", "step")
+_KNOWN_WORKFLOW_FIELDS = frozenset(
+    _WORKFLOW_TEXT_FIELDS + settings.WORKFLOW_TIMESTAMP_FIELDS + ("workflow_definition",)
+)
+
+
 def workflows_table(workflows: Sequence[dict[str, Any]]) -> pa.Table:
     """workflows rows, one per workflow; one without an id has no row (nothing to merge on)."""
     without_id = [w for w in workflows if w.get("id") in _MISSING]
@@ -235,14 +246,13 @@ def workflows_table(workflows: Sequence[dict[str, Any]]) -> pa.Table:
             "GET /workflows answered %d workflows without an id: not stored", len(without_id)
         )
         workflows = [w for w in workflows if w.get("id") not in _MISSING]
-    known_text = ("id", "user_uuid", "org_id", "name", "description", "status", "step")
     columns: dict[str, pa.Array] = {}
-    for name in known_text:
+    for name in _WORKFLOW_TEXT_FIELDS:
         columns[name] = text_array([w.get(name) for w in workflows])
     for name in settings.WORKFLOW_TIMESTAMP_FIELDS:
         timestamp_column(columns, name, [w.get(name) for w in workflows], "/workflows")
     columns["workflow_definition"] = text_array([w.get("workflow_definition") for w in workflows])
-    extra = {k for w in workflows for k in w} - set(columns)
+    extra = {k for w in workflows for k in w} - _KNOWN_WORKFLOW_FIELDS
     add_extra_columns(columns, extra, lambda name: [w.get(name) for w in workflows])
     return with_keys(pa.table(columns), "id")
 
@@ -255,9 +265,12 @@ def _typed_fields(
     None when some value has another type than documented (a number sent as text, say):
     the caller then goes field by field and keeps such values as text.
     """
-    # Arrow would cut a float in an integer field to an integer (1.5 to 1) without a word.
+    # Arrow would cut a fraction in an integer field to an integer (1.5 to 1) without a word.
     for name in settings.RUN_INTEGER_FIELDS:
-        if not _INTEGER_OR_NULL.issuperset(map(type, map(dict.get, runs, repeat(name)))):
+        values = list(map(dict.get, runs, repeat(name)))
+        if float in set(map(type, values)) and not all(
+            value.is_integer() for value in values if type(value) is float
+        ):
             return None
     try:
         typed = pa.array(runs, type=fields)
