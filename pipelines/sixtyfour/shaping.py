@@ -267,9 +267,8 @@ def _typed_fields(
     """
     # Arrow would cut a fraction in an integer field to an integer (1.5 to 1) without a word.
     for name in settings.RUN_INTEGER_FIELDS:
-        values = list(map(dict.get, runs, repeat(name)))
-        if float in set(map(type, values)) and not all(
-            value.is_integer() for value in values if type(value) is float
+        if float in set(map(type, map(dict.get, runs, repeat(name)))) and not all(
+            v.is_integer() for v in map(dict.get, runs, repeat(name)) if type(v) is float
         ):
             return None
     try:
