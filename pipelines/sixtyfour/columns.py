@@ -87,7 +87,7 @@ def integer_column(columns: dict[str, pa.Array], name: str, values: Sequence[Any
 
 
 def _as_int64(value: Any) -> int | None:
-    """The value as a 64-bit integer, or None where it is none."""
+    """The value as a 64-bit integer (a whole float counts), or None if it is not one."""
     if type(value) is float and value.is_integer():
         value = int(value)
     return value if type(value) is int and value in _INT64 else None

@@ -30,7 +30,7 @@ DETAILS_TABLE = "workflow_run_details"
 WORKFLOWS_TABLE = "workflows"
 
 # What a run's or live_status' `blocks` holds when there are none.
-NO_BLOCKS: tuple[Any, ...] = (None, [], {}, "")
+_NO_BLOCKS: tuple[Any, ...] = (None, [], {}, "")
 
 # live_status says "cancelled"/"canceled" and the list uses the same words as the run's status.
 _LIVE_STATUS_TO_RUN = {"canceled": "cancelled"}
@@ -253,7 +253,9 @@ def _runs_tables(runs: list[dict[str, Any]], with_blocks: set[str]) -> TableStre
     yield RUNS_TABLE, shaping.runs_table(runs, "/workflows/runs")
     yield METRICS_TABLE, metrics.metrics_table(runs)
     listed_blocks = [
-        (run["job_id"], "list", run["blocks"]) for run in runs if run.get("blocks") not in NO_BLOCKS
+        (run["job_id"], "list", run["blocks"])
+        for run in runs
+        if run.get("blocks") not in _NO_BLOCKS
     ]
     if listed_blocks:
         with_blocks.update(job_id for job_id, _, _ in listed_blocks)
@@ -301,7 +303,7 @@ def _follow_up(
         blocks = [
             (j, "live_status", live["blocks"])
             for j, live in detailed
-            if live.get("blocks") not in NO_BLOCKS
+            if live.get("blocks") not in _NO_BLOCKS
         ]
         if blocks:
             yield BLOCKS_TABLE, shaping.blocks_table(blocks)
