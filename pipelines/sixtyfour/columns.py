@@ -24,7 +24,7 @@ VARIANT_SUFFIX = "__v_text"
 _REQUIRED_TIMESTAMPS = frozenset(settings.RUN_REQUIRED_FIELDS) & set(settings.RUN_TIMESTAMP_FIELDS)
 # What a 64-bit integer column holds (the parser reads integers up to 2**64 - 1 as integers).
 _INT64 = range(-(2**63), 2**63)
-_NUMBER_TYPES = frozenset({int, float})  # exact types: a bool is not a number here
+NUMBER_TYPES = frozenset({int, float})  # exact types: a bool is not a number (JSON knows it)
 # How dlt names the warehouse's columns (its default naming convention).
 _FOLD = NamingConvention().normalize_path
 
@@ -81,9 +81,7 @@ def integer_column(columns: dict[str, pa.Array], name: str, values: Sequence[Any
             return
     except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
         pass
-    integers = list(map(_as_int64, values))
-    columns[name] = pa.array(integers, pa.int64())
-    _keep_others(columns, name, values, [value is not None for value in integers])
+    _converted_column(columns, name, values, _as_int64, pa.int64())
 
 
 def _as_int64(value: Any) -> int | None:
@@ -96,19 +94,26 @@ def _as_int64(value: Any) -> int | None:
 def float_column(columns: dict[str, pa.Array], name: str, values: Sequence[Any]) -> None:
     """Add `name` as floats (integers included); any other value (a bool, text) is null there,
     its text kept beside."""
-    fits = [type(v) in _NUMBER_TYPES for v in values]
-    columns[name] = pa.array(
-        [float(value) if fit else None for value, fit in zip(values, fits, strict=True)],
-        pa.float64(),
-    )
-    _keep_others(columns, name, values, fits)
+    _converted_column(columns, name, values, _as_float, pa.float64())
 
 
-def _keep_others(
-    columns: dict[str, pa.Array], name: str, values: Sequence[Any], fits: Sequence[bool]
+def _as_float(value: Any) -> float | None:
+    return float(value) if type(value) in NUMBER_TYPES else None
+
+
+def _converted_column(
+    columns: dict[str, pa.Array],
+    name: str,
+    values: Sequence[Any],
+    convert: Callable[[Any], Any],
+    column_type: pa.DataType,
 ) -> None:
-    """The values a typed column could not hold, as text in its variant column."""
-    others = [None if fit else value for value, fit in zip(values, fits, strict=True)]
+    """Add `name` as the values `convert` takes; the others (None from it) as text beside."""
+    converted = list(map(convert, values))
+    columns[name] = pa.array(converted, column_type)
+    others = [
+        None if kept is not None else value for value, kept in zip(values, converted, strict=True)
+    ]
     if any(value is not None for value in others):
         columns[name + VARIANT_SUFFIX] = text_array(others)
 

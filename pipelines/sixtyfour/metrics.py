@@ -16,6 +16,8 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from pipelines.sixtyfour.columns import NUMBER_TYPES  # a bool is kept as JSON text
+
 
 def metrics_table(runs: Iterable[dict[str, Any]]) -> pa.Table:
     """workflow_runs__metrics rows: one per run and metric, nested keys joined with dots.
@@ -82,7 +84,6 @@ def without_markers(metrics: pa.Table) -> pa.Table:
     return metrics.drop_columns([METRICS_MARKER])
 
 
-_NUMBER_TYPES = frozenset({int, float})  # exact types: a bool is kept as JSON text
 _BOOL_AS_FLOAT = pa.array([0.0, 1.0])
 
 
@@ -110,7 +111,7 @@ class _MetricRows:
     def add_leaf(self, run: int, name: str, value: Any) -> None:
         self.runs.append(run)
         self.names.append(name)
-        if type(value) in _NUMBER_TYPES:
+        if type(value) in NUMBER_TYPES:
             self.values.append(float(value))  # a JSON number always fits a double
             self.texts.append(None)
         else:
@@ -235,7 +236,7 @@ def _flatten_mixed(
     object_runs: list[int] = []
     # The indices of the values that are not numbers, without a Python loop over them all.
     others = compress(
-        range(len(column)), map(not_, map(_NUMBER_TYPES.__contains__, map(type, column)))
+        range(len(column)), map(not_, map(NUMBER_TYPES.__contains__, map(type, column)))
     )
     for index in others:
         value = numbers[index]
