@@ -8,6 +8,9 @@ import sys
 import pytest
 
 from pipelines.emulator import Fault
+from pipelines.emulator.faults import LONE_SURROGATE_READ
+from pipelines.sixtyfour.client import _parse_json
+from pipelines.sixtyfour.errors import ApiResponseError
 from tests.conftest import API_KEY, Harness, cli_env, run_cli
 
 
@@ -138,6 +141,47 @@ def test_malformed_bodies_stop_the_sync_before_anything_is_written(harness: Harn
     assert result.returncode == 0, result.stderr
     (runs,) = harness.rows("select count(*) from sixtyfour.workflow_runs")[0]
     assert runs == len(harness.world.runs())
+
+
+def test_a_lone_surrogate_is_stored_as_a_replacement_character(harness: Harness) -> None:
+    # JSON's grammar allows the escape; refused, the page would fail every sync reading it.
+    harness.server.faults.add(Fault.lone_surrogate(field="error_message", times=10_000))
+    result = run_cli(harness, "run", "--no-details")
+    assert result.returncode == 0, result.stderr
+    assert "lone UTF-16 surrogate" in result.stderr and "U+FFFD" in result.stderr
+    stored = harness.rows(
+        "select error_message, count(*) from sixtyfour.workflow_runs group by all"
+    )
+    assert stored == [(LONE_SURROGATE_READ, len(harness.world.runs()))]
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        (b'[{"a": "x\\ud800y"}]', [{"a": "x\ufffdy"}]),
+        (
+            b'{"\\udc00": ["\\ud83d", {"b": "\\ud83d\\ude00 \\udfff"}]}',
+            {"\ufffd": ["\ufffd", {"b": "\U0001f600 \ufffd"}]},
+        ),
+        (b'["\xed\xa0\x80"]', ["\ufffd"]),  # one encoded as bytes, as Python's reader reads
+    ],
+)
+def test_lone_surrogates_anywhere_are_replaced(body: bytes, expected: object) -> None:
+    assert _parse_json(body, "/workflows/runs") == expected
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'[{"a": NaN, "b": "\\ud800"}]',  # NaN is not JSON: the body stays refused
+        b'[{"a": "\\ud800"',  # cut short
+        b"[" * 1100 + b"]" * 1100,  # deeper than orjson reads, without a surrogate
+        b'["\xff"]',  # not UTF-8
+    ],
+)
+def test_bodies_that_are_not_json_stay_refused(body: bytes) -> None:
+    with pytest.raises(ApiResponseError, match="not JSON"):
+        _parse_json(body, "/workflows/runs")
 
 
 def test_client_pacing_keeps_a_narrowing_sync_under_the_apis_budget(tmp_path: object) -> None:

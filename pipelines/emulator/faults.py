@@ -39,6 +39,10 @@ _MAINTENANCE_PAGE = (
     b"<body><h1>We'll be right back</h1><p>Sixtyfour is undergoing maintenance.</p></body></html>"
 )
 UNPARSEABLE_TIMESTAMP = "2026-13-45T99:99:99Z"
+# What `lone_surrogate` serves as the field's JSON value, and how a reader that keeps the
+# text reads it.
+LONE_SURROGATE_JSON = b'"cut short \\ud83d here"'
+LONE_SURROGATE_READ = "cut short \ufffd here"
 
 
 @dataclass
@@ -129,6 +133,26 @@ class Fault:
         scope.setdefault("path", "/workflows/runs")
         edit = _edit_first_item(lambda run: run.__setitem__(field, UNPARSEABLE_TIMESTAMP))
         return cls(transform=edit, **scope)
+
+    @classmethod
+    def lone_surrogate(cls, field: str = "error_message", **scope: Unpack[FaultScope]) -> Fault:
+        """Every run of a runs list served with a lone UTF-16 surrogate escape (`\\ud83d`)
+        in `field`: JSON's grammar allows it, yet it names no character (a service that cut
+        a string between the two halves of a pair sends one)."""
+        scope.setdefault("path", "/workflows/runs")
+        marker = "lone-surrogate-here"
+
+        def transform(body: bytes) -> bytes:
+            try:
+                runs = orjson.loads(body)
+            except orjson.JSONDecodeError:
+                return body
+            for run in runs if isinstance(runs, list) else []:
+                if isinstance(run, dict):
+                    run[field] = marker
+            return orjson.dumps(runs).replace(orjson.dumps(marker), LONE_SURROGATE_JSON)
+
+        return cls(transform=transform, **scope)
 
     @classmethod
     def rate_limit_exhausted(

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import random
+import re
 import sys
 import threading
 import time
@@ -305,11 +307,60 @@ def _parse_json(body: bytes, where: str) -> Any:
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
-        start = body[:40].decode("utf-8", "replace").replace("\n", " ")
-        raise ApiResponseError(
-            f"GET {where} answered 200 with a body that is not JSON ({exc.msg}; "
-            f"it starts {start!r})"
-        ) from None
+        refused = exc.msg
+    parsed = _with_lone_surrogates_replaced(body)
+    if parsed is not None:
+        log.warning(
+            "GET %s answered text holding a lone UTF-16 surrogate (\\ud800 to \\udfff without "
+            "its pair), which is not Unicode: stored with U+FFFD in its place",
+            where,
+        )
+        return parsed
+    start = body[:40].decode("utf-8", "replace").replace("\n", " ")
+    raise ApiResponseError(
+        f"GET {where} answered 200 with a body that is not JSON ({refused}; it starts {start!r})"
+    )
+
+
+# A UTF-16 surrogate code point: read by Python's JSON reader, only a lone one is left in a
+# string (the reader joins a pair into one character).
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _with_lone_surrogates_replaced(body: bytes) -> Any | None:
+    """The body as Python's JSON reader reads it, each lone surrogate replaced by U+FFFD.
+
+    An escape such as `\\ud800` without its pair fits JSON's grammar but names no character:
+    orjson refuses the whole body, and Arrow could not store such a string. Refused, one
+    run's odd name would fail every sync that reads its page, for as long as the API sends it.
+
+    Returns None when this reader refuses the body too (NaN and Infinity included, which JSON
+    does not know), or reads it without a lone surrogate: orjson refused it for another
+    reason, such as nesting deeper than it reads, and the body stays refused.
+    """
+    replaced = 0
+
+    def clean(value: Any) -> Any:
+        nonlocal replaced
+        if type(value) is str:
+            text, count = _SURROGATE.subn("\ufffd", value)
+            replaced += count
+            return text
+        if type(value) is list:
+            return [clean(item) for item in value]
+        if type(value) is dict:
+            return {clean(key): clean(item) for key, item in value.items()}
+        return value
+
+    try:
+        parsed = clean(json.loads(body, parse_constant=_refuse_constant))
+    except (ValueError, RecursionError):
+        return None
+    return parsed if replaced else None
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
 
 
 @dataclass(frozen=True)
