@@ -164,6 +164,11 @@ def test_a_lone_surrogate_is_stored_as_a_replacement_character(harness: Harness)
             {"\ufffd": ["\ufffd", {"b": "\U0001f600 \ufffd"}]},
         ),
         (b'["\xed\xa0\x80"]', ["\ufffd"]),  # one encoded as bytes, as Python's reader reads
+        # Numbers as orjson reads them: past 64 bits (either sign) as floats.
+        (
+            b'["\\ud800", 18446744073709551615, 18446744073709551616, -9223372036854775809]',
+            ["\ufffd", 2**64 - 1, float(2**64), float(-(2**63) - 1)],
+        ),
     ],
 )
 def test_lone_surrogates_anywhere_are_replaced(body: bytes, expected: object) -> None:
@@ -174,6 +179,7 @@ def test_lone_surrogates_anywhere_are_replaced(body: bytes, expected: object) ->
     "body",
     [
         b'[{"a": NaN, "b": "\\ud800"}]',  # NaN is not JSON: the body stays refused
+        b'[1e400, "\\ud800"]',  # too large for a double, which orjson refuses too
         b'[{"a": "\\ud800"',  # cut short
         b"[" * 1100 + b"]" * 1100,  # deeper than orjson reads, without a surrogate
         b'["\xff"]',  # not UTF-8

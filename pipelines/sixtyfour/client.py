@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import random
 import re
 import sys
@@ -353,14 +354,35 @@ def _with_lone_surrogates_replaced(body: bytes) -> Any | None:
         return value
 
     try:
-        parsed = clean(json.loads(body, parse_constant=_refuse_constant))
+        parsed = json.loads(
+            body, parse_int=_int_as_orjson, parse_float=_finite_float, parse_constant=_refuse
+        )
+        parsed = clean(parsed)
     except (ValueError, RecursionError):
         return None
     return parsed if replaced else None
 
 
-def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
+# Numbers are read as orjson reads them, so a page means the same whichever reader read it:
+# integers within these bounds exactly, others as floats; a float too large for a double
+# (1e400) refused.
+_ORJSON_INTEGERS = range(-(2**63), 2**64)
+
+
+def _int_as_orjson(text: str) -> int | float:
+    value = int(text)
+    return value if value in _ORJSON_INTEGERS else float(value)
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        raise ValueError(f"{text} is too large for a double")
+    return value
+
+
+def _refuse(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")  # NaN, Infinity, -Infinity
 
 
 @dataclass(frozen=True)
