@@ -163,7 +163,6 @@ def test_a_lone_surrogate_is_stored_as_a_replacement_character(harness: Harness)
             b'{"\\udc00": ["\\ud83d", {"b": "\\ud83d\\ude00 \\udfff"}]}',
             {"\ufffd": ["\ufffd", {"b": "\U0001f600 \ufffd"}]},
         ),
-        (b'["\xed\xa0\x80"]', ["\ufffd"]),  # one encoded as bytes, as Python's reader reads
         # Numbers as orjson reads them: past 64 bits (either sign) as floats.
         (
             b'["\\ud800", 18446744073709551615, 18446744073709551616, -9223372036854775809]',
@@ -179,9 +178,16 @@ def test_lone_surrogates_anywhere_are_replaced(body: bytes, expected: object) ->
     "body",
     [
         b'[{"a": NaN, "b": "\\ud800"}]',  # NaN is not JSON: the body stays refused
-        b'[1e400, "\\ud800"]',  # too large for a double, which orjson refuses too
+        b'[1e400, "\\ud800"]',  # past a double's range, which orjson refuses too
+        b'["\\ud800", ' + b"1" + b"0" * 400 + b"]",  # an integer past it, too
+        b'["\\ud800", -' + b"1" + b"0" * 400 + b"]",
+        b"1" + b"0" * 400,  # the same without a surrogate
+        b'["\xed\xa0\x80"]',  # a surrogate written as bytes: not UTF-8
+        b'\xef\xbb\xbf["\\ud800"]',  # a byte order mark, which orjson refuses
+        '["\\ud800"]'.encode("utf-16"),  # not UTF-8
         b'[{"a": "\\ud800"',  # cut short
         b"[" * 1100 + b"]" * 1100,  # deeper than orjson reads, without a surrogate
+        b"[" * 600 + b'"\\ud800"' + b"]" * 600,  # deeper than Python's reader goes, with one
         b'["\xff"]',  # not UTF-8
     ],
 )

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import logging
-import math
 import random
-import re
 import sys
 import threading
 import time
@@ -16,7 +13,7 @@ from typing import Any
 
 import orjson
 
-from pipelines.sixtyfour import settings
+from pipelines.sixtyfour import lone_surrogates, settings
 from pipelines.sixtyfour.errors import (
     ApiResponseError,
     ApiUnavailableError,
@@ -309,8 +306,12 @@ def _parse_json(body: bytes, where: str) -> Any:
         return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         refused = exc.msg
-    parsed = _with_lone_surrogates_replaced(body)
-    if parsed is not None:
+    try:
+        parsed, replaced = lone_surrogates.read_replacing(body)
+    except ValueError:
+        replaced = 0
+    # Only a body refused for its lone surrogates is taken; any other refusal stands.
+    if replaced:
         log.warning(
             "GET %s answered text holding a lone UTF-16 surrogate (\\ud800 to \\udfff without "
             "its pair), which is not Unicode: stored with U+FFFD in its place",
@@ -321,68 +322,6 @@ def _parse_json(body: bytes, where: str) -> Any:
     raise ApiResponseError(
         f"GET {where} answered 200 with a body that is not JSON ({refused}; it starts {start!r})"
     )
-
-
-# A UTF-16 surrogate code point: read by Python's JSON reader, only a lone one is left in a
-# string (the reader joins a pair into one character).
-_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
-def _with_lone_surrogates_replaced(body: bytes) -> Any | None:
-    """The body as Python's JSON reader reads it, each lone surrogate replaced by U+FFFD.
-
-    An escape such as `\\ud800` without its pair fits JSON's grammar but names no character:
-    orjson refuses the whole body, and Arrow could not store such a string. Refused, one
-    run's odd name would fail every sync that reads its page, for as long as the API sends it.
-
-    Returns None when this reader refuses the body too (NaN and Infinity included, which JSON
-    does not know), or reads it without a lone surrogate: orjson refused it for another
-    reason, such as nesting deeper than it reads, and the body stays refused.
-    """
-    replaced = 0
-
-    def clean(value: Any) -> Any:
-        nonlocal replaced
-        if type(value) is str:
-            text, count = _SURROGATE.subn("\ufffd", value)
-            replaced += count
-            return text
-        if type(value) is list:
-            return [clean(item) for item in value]
-        if type(value) is dict:
-            return {clean(key): clean(item) for key, item in value.items()}
-        return value
-
-    try:
-        parsed = json.loads(
-            body, parse_int=_int_as_orjson, parse_float=_finite_float, parse_constant=_refuse
-        )
-        parsed = clean(parsed)
-    except (ValueError, RecursionError):
-        return None
-    return parsed if replaced else None
-
-
-# Numbers are read as orjson reads them, so a page means the same whichever reader read it:
-# integers within these bounds exactly, others as floats; a float too large for a double
-# (1e400) refused.
-_ORJSON_INTEGERS = range(-(2**63), 2**64)
-
-
-def _int_as_orjson(text: str) -> int | float:
-    value = int(text)
-    return value if value in _ORJSON_INTEGERS else float(value)
-
-
-def _finite_float(text: str) -> float:
-    value = float(text)
-    if math.isinf(value):
-        raise ValueError(f"{text} is too large for a double")
-    return value
-
-
-def _refuse(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")  # NaN, Infinity, -Infinity
 
 
 @dataclass(frozen=True)
