@@ -16,7 +16,7 @@ from typing import Any, NoReturn
 # A UTF-16 surrogate code point. In text decoded as strict UTF-8 and read by Python's JSON
 # reader, only a lone one is left: the reader joins an escaped pair into one character.
 _SURROGATE = re.compile("[\ud800-\udfff]")
-REPLACEMENT = "\ufffd"
+_REPLACEMENT = "\ufffd"
 
 # Numbers are read as orjson reads them, so a page means the same whichever reader read it:
 # integers in this range exactly, others as floats, a number past a double's range refused.
@@ -39,7 +39,7 @@ def read_replacing(body: bytes) -> tuple[Any, int]:
     def without_lone_surrogates(value: Any) -> Any:
         nonlocal replaced
         if type(value) is str:
-            text, count = _SURROGATE.subn(REPLACEMENT, value)
+            text, count = _SURROGATE.subn(_REPLACEMENT, value)
             replaced += count
             return text
         if type(value) is list:
