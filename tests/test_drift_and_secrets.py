@@ -8,9 +8,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
-from pipelines.emulator import EmulatorServer
+from pipelines.emulator import EmulatorServer, Fault
 from pipelines.sixtyfour.changes import TrackedRun
 from pipelines.sixtyfour.columns import integer_column
 from pipelines.sixtyfour.extract import _ended_run, _runs_tables
@@ -203,6 +204,32 @@ def test_a_workflow_without_an_id_is_left_out_with_a_warning(
         table = workflows_table(workflows)
     assert table.column("name").to_pylist() == ["kept"]
     assert "2 workflows without an id" in caplog.text
+
+
+def test_a_workflow_listed_twice_is_stored_once_as_last_listed(
+    harness: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    def listed_twice(body: bytes) -> bytes:
+        items = orjson.loads(body)
+        if not items or "job_id" in items[0]:
+            return body  # a runs list: the fault's path is a prefix of theirs
+        return orjson.dumps([*items, {**items[0], "name": "renamed"}])
+
+    for sync in ("first, appended", "later, merged"):
+        harness.server.faults.add(Fault(transform=listed_twice, path="/workflows", times=10**6))
+        with caplog.at_level(logging.WARNING, logger="sixtyfour_sync"):
+            assert harness.sync(details=False, workflows_refresh_hours=0).status == "ok", sync
+        harness.server.faults.clear()
+        assert "listed 1 workflows again" in caplog.text, sync
+        assert harness.repeated_keys("workflows", "id") == 0, sync
+        first = harness.world.workflows()[0]["id"]
+        names = harness.rows(f"select name from sixtyfour.workflows where id = '{first}'")
+        assert names == [("renamed",)], sync
+        assert len(harness.rows("select id from sixtyfour.workflows")) == len(
+            harness.world.workflows()
+        )
+        caplog.clear()
+        harness.world.advance(60, new_runs=2)
 
 
 def test_an_ended_run_keeps_the_text_stored_beside_its_columns() -> None:

@@ -14,6 +14,7 @@ from itertools import repeat
 from operator import itemgetter
 from typing import Any
 
+import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -246,6 +247,7 @@ def workflows_table(workflows: Sequence[dict[str, Any]]) -> pa.Table:
             "GET /workflows answered %d workflows without an id: not stored", len(without_id)
         )
         workflows = [w for w in workflows if w.get("id") not in _MISSING]
+    workflows = _last_listing_per_id(workflows)
     columns: dict[str, pa.Array] = {}
     for name in _WORKFLOW_TEXT_FIELDS:
         columns[name] = text_array([w.get(name) for w in workflows])
@@ -255,6 +257,24 @@ def workflows_table(workflows: Sequence[dict[str, Any]]) -> pa.Table:
     extra = {k for w in workflows for k in w} - _KNOWN_WORKFLOW_FIELDS
     add_extra_columns(columns, extra, lambda name: [w.get(name) for w in workflows])
     return with_keys(pa.table(columns), "id")
+
+
+def _last_listing_per_id(workflows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One workflow per id, its last listing: the merge key must name one row (each load
+    stages one version of a row, so dlt is not asked to deduplicate)."""
+    by_id: dict[Any, dict[str, Any]] = {}
+    for workflow in workflows:
+        workflow_id = workflow["id"]
+        key = workflow_id if type(workflow_id) is str else orjson.dumps(workflow_id)
+        by_id[key] = workflow
+    if len(by_id) < len(workflows):
+        log.warning(
+            "GET /workflows listed %d workflows again under an id listed before: the last "
+            "listing of each id is stored",
+            len(workflows) - len(by_id),
+        )
+        return list(by_id.values())
+    return list(workflows)
 
 
 def _typed_fields(
