@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import orjson
 import pytest
 
 from pipelines.emulator import Fault
@@ -153,6 +154,34 @@ def test_a_lone_surrogate_is_stored_as_a_replacement_character(harness: Harness)
         "select error_message, count(*) from sixtyfour.workflow_runs group by all"
     )
     assert stored == [(LONE_SURROGATE_READ, len(harness.world.runs()))]
+
+
+def test_a_live_status_that_does_not_say_whether_the_run_ended_is_asked_again(
+    harness: Harness,
+) -> None:
+    harness.sync(details=False)
+    job_id = harness.world.in_flight()[-1]
+    harness.world.advance(60)
+    harness.world.set_status(job_id, "completed")
+
+    def without_the_run(body: bytes) -> bytes:  # no list shows it: only live_status can
+        runs = orjson.loads(body)
+        if not isinstance(runs, list):
+            return body  # a live_status: the fault's path is a prefix of its path
+        return orjson.dumps([run for run in runs if run.get("job_id") != job_id])
+
+    def without_overall_status(body: bytes) -> bytes:
+        return orjson.dumps({**orjson.loads(body), "overall_status": None})
+
+    live_path = f"/workflows/runs/{job_id}/live_status"
+    harness.server.faults.add(Fault(transform=without_overall_status, path=live_path, times=1))
+    harness.server.faults.add(Fault(transform=without_the_run, path="/workflows/runs", times=10**6))
+    stored = f"select status from sixtyfour.workflow_runs where job_id = '{job_id}'"
+    before = harness.rows(stored)
+    assert harness.sync(details=False).status == "ok"
+    assert harness.rows(stored) == before != [("completed",)]  # still tracked, not guessed
+    assert harness.sync(details=False).status == "ok"  # live_status says it now
+    assert harness.rows(stored) == [("completed",)]
 
 
 @pytest.mark.parametrize(

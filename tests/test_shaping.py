@@ -277,6 +277,41 @@ def test_words_and_impossible_offsets_are_unreadable_not_a_crash() -> None:
         to_utc_array(["2026-10-31T05:11:47Z", "now"])
 
 
+def test_instants_outside_years_1_to_9999_in_utc_are_unreadable_to_arrow_too() -> None:
+    # Arrow reads them; Python's datetime and PostgreSQL do not (.NET's DateTime.MinValue with
+    # a local offset is one such value).
+    for value in ("0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00"):
+        with pytest.raises(BadTimestamp):
+            to_utc_array(["2026-10-31T05:11:47Z", value])
+    edges = ["0001-01-01T00:00:00Z", "9999-12-31T23:59:59.999999Z"]
+    assert to_utc_array(edges).to_pylist() == [
+        datetime.min.replace(tzinfo=UTC),
+        datetime.max.replace(tzinfo=UTC),
+    ]
+
+
+def test_an_optional_instant_out_of_range_is_kept_as_text_a_required_one_refused() -> None:
+    run = {
+        "job_id": "j1", "workflow_id": "w1", "status": "completed",
+        "updated_at": "2026-11-01T00:00:00Z", "queued_at": "2026-11-01T00:00:00Z",
+        "started_at": "0001-01-01T00:00:00+01:00",
+    }  # fmt: skip
+    table = shaping.runs_table([run], "/workflows/runs")
+    assert table.column("started_at").to_pylist() == [None]
+    assert table.column("started_at__v_text").to_pylist() == [run["started_at"]]
+    past_9999 = {**run, "updated_at": "9999-12-31T23:59:59-01:00"}
+    for read in (shaping.runs_table, shaping.page_keys):
+        with pytest.raises(ApiResponseError, match="unreadable updated_at"):
+            read([past_9999], "/workflows/runs")
+
+
+def test_a_form_only_pendulum_reads_gives_a_plain_datetime() -> None:
+    # An ordinal date: pendulum's DateTime would make a duration an Interval, not a timedelta.
+    started, completed = parse_instant("2026-305T12:00:00Z"), parse_instant("2026-305T12:00:01Z")
+    assert type(started) is datetime and started == datetime(2026, 11, 1, 12, tzinfo=UTC)
+    assert (completed - started).total_seconds() == 1
+
+
 def test_a_string_array_and_a_list_give_the_same_instants() -> None:
     values = ["2026-10-31T05:11:47.123", None, "2026-10-31T10:56:47+05:45", "2026-10-31T05:11Z"]
     sliced = pa.array(["x", *values])[1:]

@@ -289,8 +289,13 @@ def _follow_up(
                 detailed.append((job_id, {}))
             continue
         if run is not None:
-            if _run_status(live) in settings.IN_FLIGHT_STATUSES:
+            status = _run_status(live)
+            if status in settings.IN_FLIGHT_STATUSES:
                 continue  # still in flight: it was only missing from a full active page
+            if not status:
+                # Whether it ended is not said: it stays tracked, and the next sync asks again.
+                log.info("%s: live_status gives no overall_status; asked again next sync", job_id)
+                continue
             ended.append(_ended_run(run, live))
         detailed.append((job_id, live))
     if ended:

@@ -59,9 +59,18 @@ def to_utc_array(values: Sequence[Any] | pa.Array) -> pa.Array:
         if pc.any(naive).as_py():
             # Nulls stay null through each step: the mask is null where the text is.
             text = pc.if_else(naive, pc.binary_join_element_wise(text, _UTC_OFFSET, ""), text)
-        return pc.cast(text, UTC_MICROS)
+        instants = pc.cast(text, UTC_MICROS)
     except _ARROW_ERRORS:
         return _parse_each(values)
+    # Arrow reads instants before year 1 or after 9999 in UTC, which Python's datetime (the
+    # sync reading a run back) and PostgreSQL refuse: each such value goes the thorough way,
+    # which names it.
+    bounds = pc.min_max(instants.cast(pa.int64())).as_py()
+    if bounds["min"] is not None and (
+        bounds["min"] < _FIRST_MICROS or bounds["max"] > _LAST_MICROS
+    ):
+        return _parse_each(values)
+    return instants
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -150,6 +159,11 @@ def parse_instant(value: Any) -> datetime:
         if not isinstance(parsed, datetime):
             raise BadTimestamp(value) from None
     try:
-        return as_utc(parsed)
+        instant = as_utc(parsed)
     except (ValueError, OverflowError):  # an offset of 24 hours or more, a year past 9999
         raise BadTimestamp(value) from None
+    if type(instant) is not datetime:
+        # pendulum's own DateTime, whose arithmetic answers pendulum's types (an Interval
+        # where a duration needs a timedelta).
+        instant = datetime(*instant.timetuple()[:6], instant.microsecond, tzinfo=UTC)
+    return instant
