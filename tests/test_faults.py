@@ -184,6 +184,13 @@ def test_a_live_status_that_does_not_say_whether_the_run_ended_is_asked_again(
     assert harness.rows(stored) == [("completed",)]
 
 
+def test_nul_characters_anywhere_are_replaced_and_escaped_text_kept() -> None:
+    body = b'[{"a\\u0000b": ["x\\u0000y", {"c": "\\\\u0000 is how JSON writes a NUL"}]}]'
+    assert _parse_json(body, "/workflows/runs") == [
+        {"a\ufffdb": ["x\ufffdy", {"c": "\\u0000 is how JSON writes a NUL"}]}
+    ]
+
+
 @pytest.mark.parametrize(
     ("body", "expected"),
     [

@@ -160,6 +160,26 @@ def test_next_sync_brings_changes_without_duplicates_and_replaces_metric_rows(
     assert postgres.scalar("select count(*) from {dataset}.sync_runs") == 2
 
 
+def test_nul_characters_are_stored_as_replacement_characters(postgres: PostgresWarehouse) -> None:
+    # PostgreSQL refuses a NUL in text; the load holding one would fail every later sync.
+    harness = postgres.harness
+    assert postgres.sync(details=False).status == "ok"
+    job_id = next(run["job_id"] for run in harness.world.runs() if run["metrics"])
+    metrics = {**harness.world.payload(job_id)["metrics"], "rows\x00in": 1}
+    harness.world.set_extra_field("error_message", "bad byte \x00 here", [job_id], touch=True)
+    harness.world.set_extra_field("metrics", metrics, [job_id], touch=True)
+    assert postgres.sync(details=False).status == "ok"
+    assert postgres.sync(details=False).status == "ok"
+    stored = postgres.scalar(
+        f"select error_message from {{dataset}}.workflow_runs where job_id = '{job_id}'"
+    )
+    assert stored == "bad byte \ufffd here"
+    names = postgres.rows(
+        f"select metric from {{dataset}}.workflow_runs__metrics where job_id = '{job_id}'"
+    )
+    assert ("rows\ufffdin",) in names
+
+
 def test_views_exist_in_the_schema_and_report_the_loaded_runs(
     postgres: PostgresWarehouse,
 ) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 
-from pipelines.sixtyfour import lone_surrogates, settings
+from pipelines.sixtyfour import settings, unstorable_text
 from pipelines.sixtyfour.errors import (
     ApiResponseError,
     ApiUnavailableError,
@@ -303,25 +303,34 @@ def _api_message(response: httpx.Response) -> str:
 
 def _parse_json(body: bytes, where: str) -> Any:
     try:
-        return orjson.loads(body)
+        parsed = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
-        refused = exc.msg
-    try:
-        parsed, replaced = lone_surrogates.read_replacing(body)
-    except ValueError:
-        replaced = 0
-    # Only a body refused for its lone surrogates is taken; any other refusal stands.
-    if replaced:
+        try:
+            parsed, count = unstorable_text.read_replacing(body)
+        except ValueError:
+            count = 0
+        if not count:  # only a body refused for its lone surrogates is taken
+            start = body[:40].decode("utf-8", "replace").replace("\n", " ")
+            raise ApiResponseError(
+                f"GET {where} answered 200 with a body that is not JSON ({exc.msg}; "
+                f"it starts {start!r})"
+            ) from None
+    else:
+        if not unstorable_text.may_hold_nul(body):
+            return parsed
+        try:
+            parsed, count = unstorable_text.replaced(parsed)
+        except ValueError:
+            return parsed  # nested deeper than the repair goes: left as read
+    if count:
         log.warning(
-            "GET %s answered text holding a lone UTF-16 surrogate (\\ud800 to \\udfff without "
-            "its pair), which is not Unicode: stored with U+FFFD in its place",
+            "GET %s answered text holding %d characters a warehouse cannot store as sent (a "
+            "NUL, which PostgreSQL refuses, or a lone UTF-16 surrogate, which is not Unicode): "
+            "stored as U+FFFD",
             where,
+            count,
         )
-        return parsed
-    start = body[:40].decode("utf-8", "replace").replace("\n", " ")
-    raise ApiResponseError(
-        f"GET {where} answered 200 with a body that is not JSON ({refused}; it starts {start!r})"
-    )
+    return parsed
 
 
 @dataclass(frozen=True)
