@@ -51,9 +51,9 @@ def timestamp_column(
         return
     except BadTimestamp as exc:
         if name in _REQUIRED_TIMESTAMPS:
-            raise ApiResponseError(
-                f"GET {where} answered an unreadable {name}: {exc.value!r}"
-            ) from None
+            article = "an" if name[0] in "aeiou" else "a"
+            what = f"{article} {name} out of range" if exc.out_of_range else f"an unreadable {name}"
+            raise ApiResponseError(f"GET {where} answered {what}: {exc.value!r}") from None
     if isinstance(values, pa.Array):
         values = values.to_pylist()
     # An optional timestamp that cannot be read: null in the column, its text kept beside it.

@@ -18,11 +18,14 @@ UTC_MICROS = pa.timestamp("us", tz="UTC")
 
 
 class BadTimestamp(ValueError):
-    """A value that is not a readable ISO-8601 date-time."""
+    """A value that is not a readable ISO-8601 date-time, or one outside years 1 to 9999 in
+    UTC (`out_of_range`)."""
 
-    def __init__(self, value: object) -> None:
-        super().__init__(f"{value!r} is not an ISO-8601 date-time")
+    def __init__(self, value: object, out_of_range: bool = False) -> None:
+        what = "outside years 1 to 9999 in UTC" if out_of_range else "not an ISO-8601 date-time"
+        super().__init__(f"{value!r} is {what}")
         self.value = value
+        self.out_of_range = out_of_range
 
 
 # Arrow's cast reads `YYYY-MM-DD[T ]hh[:mm[:ss[.f]]]` and a zone (`Z`, `+hh`, `+hhmm`,
@@ -160,8 +163,10 @@ def parse_instant(value: Any) -> datetime:
             raise BadTimestamp(value) from None
     try:
         instant = as_utc(parsed)
-    except (ValueError, OverflowError):  # an offset of 24 hours or more, a year past 9999
+    except ValueError:  # an offset of 24 hours or more
         raise BadTimestamp(value) from None
+    except OverflowError:
+        raise BadTimestamp(value, out_of_range=True) from None
     if type(instant) is not datetime:
         # pendulum's own DateTime, whose arithmetic answers pendulum's types (an Interval
         # where a duration needs a timedelta).
