@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import duckdb
 import pytest
@@ -220,6 +221,43 @@ def test_reader_arriving_mid_sync_loses_nothing_that_was_fetched(harness: Harnes
     # The interrupted sync's package (its ledger row with it) was loaded, not thrown away.
     (syncs,) = harness.rows("select count(*) from sixtyfour.sync_runs")[0]
     assert syncs == 3
+
+
+def test_a_fetched_load_aborted_with_dlts_command_is_read_again(harness: Harness) -> None:
+    # The way out of a pending load the warehouse keeps refusing (README, Troubleshooting).
+    assert run_cli(harness, "run", "--no-details").returncode == 0
+    new_runs = set(harness.world.advance(600, new_runs=15))
+    harness.server.faults.add(Fault(delay=2.5, query={"status": "active"}))
+    sync = subprocess.Popen(
+        [sys.executable, "-m", "pipelines", "run", "--no-details"],
+        env=cli_env(harness),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(1.5)  # the sync has checked the file and waits on the slow page
+    reader = duckdb.connect(str(harness.duckdb_path), read_only=True)
+    try:
+        _, stderr = sync.communicate(timeout=60)
+    finally:
+        reader.close()
+    assert sync.returncode == 7, stderr  # its fetched changes wait in a pending package
+    dlt_command = Path(sys.executable).with_name("dlt")
+    aborted = subprocess.run(
+        [str(dlt_command), "pipeline", "sixtyfour", "abort-packages", "--yes"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=cli_env(harness),
+        cwd=harness.duckdb_path.parent,
+    )
+    assert aborted.returncode == 0, aborted.stdout + aborted.stderr
+    result = run_cli(harness, "run", "--no-details")
+    assert result.returncode == 0, result.stderr
+    assert "interrupted" not in result.stderr  # nothing was pending any more
+    loaded = {job for (job,) in harness.rows("select job_id from sixtyfour.workflow_runs")}
+    assert new_runs <= loaded
+    assert_warehouse_matches_api(harness)
 
 
 def test_snapshot_file_is_published_for_bi_tools(harness: Harness) -> None:
