@@ -211,8 +211,8 @@ def test_a_workflow_listed_twice_is_stored_once_as_last_listed(
 ) -> None:
     def listed_twice(body: bytes) -> bytes:
         items = orjson.loads(body)
-        if not items or "job_id" in items[0]:
-            return body  # a runs list: the fault's path is a prefix of theirs
+        if not isinstance(items, list) or not items or "job_id" in items[0]:
+            return body  # runs or a live_status: the fault's path is a prefix of theirs
         return orjson.dumps([*items, {**items[0], "name": "renamed"}])
 
     for sync in ("first, appended", "later, merged"):
@@ -230,6 +230,11 @@ def test_a_workflow_listed_twice_is_stored_once_as_last_listed(
         )
         caplog.clear()
         harness.world.advance(60, new_runs=2)
+
+
+def test_workflow_ids_of_one_text_are_one_workflow() -> None:
+    table = workflows_table([{"id": "7", "name": "first"}, {"id": 7, "name": "second"}])
+    assert table.select(["id", "name"]).to_pylist() == [{"id": "7", "name": "second"}]
 
 
 def test_an_ended_run_keeps_the_text_stored_beside_its_columns() -> None:

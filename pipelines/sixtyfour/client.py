@@ -305,32 +305,42 @@ def _parse_json(body: bytes, where: str) -> Any:
     try:
         parsed = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
-        try:
-            parsed, count = unstorable_text.read_replacing(body)
-        except ValueError:
-            count = 0
-        if not count:  # only a body refused for its lone surrogates is taken
-            start = body[:40].decode("utf-8", "replace").replace("\n", " ")
-            raise ApiResponseError(
-                f"GET {where} answered 200 with a body that is not JSON ({exc.msg}; "
-                f"it starts {start!r})"
-            ) from None
-    else:
-        if not unstorable_text.may_hold_nul(body):
-            return parsed
-        try:
-            parsed, count = unstorable_text.replaced(parsed)
-        except ValueError:
-            return parsed  # nested deeper than the repair goes: left as read
+        return _read_refused(body, where, exc.msg)
+    if not unstorable_text.may_hold_nul(body):
+        return parsed
+    try:
+        parsed, count = unstorable_text.replaced(parsed)
+    except ValueError:
+        return parsed  # nested deeper than the repair goes: left as read
+    _warn_replaced(where, count)
+    return parsed
+
+
+def _read_refused(body: bytes, where: str, refused: str) -> Any:
+    """A body orjson refused, taken only when lone surrogates were what it refused."""
+    try:
+        parsed, count = unstorable_text.read_replacing(body)
+    except ValueError:
+        count = 0
+    if not count:
+        start = body[:40].decode("utf-8", "replace").replace("\n", " ")
+        raise ApiResponseError(
+            f"GET {where} answered 200 with a body that is not JSON ({refused}; "
+            f"it starts {start!r})"
+        )
+    _warn_replaced(where, count)
+    return parsed
+
+
+def _warn_replaced(where: str, count: int) -> None:
     if count:
         log.warning(
-            "GET %s answered text holding %d characters a warehouse cannot store as sent (a "
-            "NUL, which PostgreSQL refuses, or a lone UTF-16 surrogate, which is not Unicode): "
-            "stored as U+FFFD",
+            "GET %s answered text holding characters a warehouse cannot store as sent (a NUL, "
+            "which PostgreSQL refuses, or a lone UTF-16 surrogate, which is not Unicode): "
+            "%d stored as U+FFFD",
             where,
             count,
         )
-    return parsed
 
 
 @dataclass(frozen=True)

@@ -65,7 +65,7 @@ def timestamp_column(
             raw.append(None)
         except BadTimestamp:
             parsed.append(None)
-            raw.append(_as_text(value))
+            raw.append(as_text(value))
     columns[name] = pa.array(parsed, UTC_MICROS)
     columns[name + VARIANT_SUFFIX] = pa.array(raw, pa.string())
 
@@ -148,8 +148,9 @@ def text_array(values: list[Any]) -> pa.Array:
     try:
         return pa.array(values, pa.string())
     except (pa.ArrowInvalid, pa.ArrowTypeError):
-        return pa.array([None if v is None else _as_text(v) for v in values], pa.string())
+        return pa.array([None if v is None else as_text(v) for v in values], pa.string())
 
 
-def _as_text(value: Any) -> str:
+def as_text(value: Any) -> str:
+    """A value as a text column stores it: text as it is, anything else as its JSON text."""
     return value if isinstance(value, str) else orjson.dumps(value).decode()

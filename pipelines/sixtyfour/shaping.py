@@ -14,13 +14,13 @@ from itertools import repeat
 from operator import itemgetter
 from typing import Any
 
-import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from pipelines.sixtyfour import settings
 from pipelines.sixtyfour.columns import (
     add_extra_columns,
+    as_text,
     float_column,
     integer_column,
     text_array,
@@ -257,13 +257,12 @@ def workflows_table(workflows: Sequence[dict[str, Any]]) -> pa.Table:
 
 
 def _last_listing_per_id(workflows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One workflow per id, its last listing: the merge key must name one row (each load
-    stages one version of a row, so dlt is not asked to deduplicate)."""
-    by_id: dict[Any, dict[str, Any]] = {}
+    """One workflow per stored id (1 and "1" are one), its last listing."""
+    # A load stages one version of a row (dlt is not asked to deduplicate): the merge key
+    # must name one row.
+    by_id: dict[str, dict[str, Any]] = {}
     for workflow in workflows:
-        workflow_id = workflow["id"]
-        key = workflow_id if type(workflow_id) is str else orjson.dumps(workflow_id)
-        by_id[key] = workflow
+        by_id[as_text(workflow["id"])] = workflow
     if len(by_id) < len(workflows):
         log.warning(
             "GET /workflows listed %d workflows again under an id listed before: the last "
