@@ -193,9 +193,9 @@ def test_duckdb_file_held_open_by_a_reader_fails_clearly_then_the_next_run_compl
     assert_warehouse_matches_api(harness)
 
 
-def test_reader_arriving_mid_sync_loses_nothing_that_was_fetched(harness: Harness) -> None:
-    assert run_cli(harness, "run", "--no-details").returncode == 0
-    harness.world.advance(600, new_runs=20)
+def fetched_but_not_loaded(harness: Harness) -> set[str]:
+    """A sync that fetched new runs, then met a reader holding the file (exit 7): its changes
+    wait in a pending package. Returns the new runs' job_ids."""
     new_runs = set(harness.world.advance(600, new_runs=15))
     harness.server.faults.add(Fault(delay=2.5, query={"status": "active"}))
     sync = subprocess.Popen(
@@ -212,6 +212,13 @@ def test_reader_arriving_mid_sync_loses_nothing_that_was_fetched(harness: Harnes
     finally:
         reader.close()
     assert sync.returncode == 7, stderr
+    return new_runs
+
+
+def test_reader_arriving_mid_sync_loses_nothing_that_was_fetched(harness: Harness) -> None:
+    assert run_cli(harness, "run", "--no-details").returncode == 0
+    harness.world.advance(600, new_runs=20)
+    new_runs = fetched_but_not_loaded(harness)
     # Nothing is served differently now, yet the next run loads what the failed one fetched.
     result = run_cli(harness, "run", "--no-details")
     assert result.returncode == 0, result.stderr
@@ -226,22 +233,7 @@ def test_reader_arriving_mid_sync_loses_nothing_that_was_fetched(harness: Harnes
 def test_a_fetched_load_aborted_with_dlts_command_is_read_again(harness: Harness) -> None:
     # The way out of a pending load the warehouse keeps refusing (README, Troubleshooting).
     assert run_cli(harness, "run", "--no-details").returncode == 0
-    new_runs = set(harness.world.advance(600, new_runs=15))
-    harness.server.faults.add(Fault(delay=2.5, query={"status": "active"}))
-    sync = subprocess.Popen(
-        [sys.executable, "-m", "pipelines", "run", "--no-details"],
-        env=cli_env(harness),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    time.sleep(1.5)  # the sync has checked the file and waits on the slow page
-    reader = duckdb.connect(str(harness.duckdb_path), read_only=True)
-    try:
-        _, stderr = sync.communicate(timeout=60)
-    finally:
-        reader.close()
-    assert sync.returncode == 7, stderr  # its fetched changes wait in a pending package
+    new_runs = fetched_but_not_loaded(harness)
     dlt_command = Path(sys.executable).with_name("dlt")
     aborted = subprocess.run(
         [str(dlt_command), "pipeline", "sixtyfour", "abort-packages", "--yes"],
