@@ -125,13 +125,13 @@ class Fault:
     def run_without_job_id(cls, **scope: Unpack[FaultScope]) -> Fault:
         """The first run of a runs list served without its job_id."""
         scope.setdefault("path", "/workflows/runs")
-        return cls(transform=_edit_first_item(lambda run: run.pop("job_id", None)), **scope)
+        return cls(transform=_edit_items(lambda run: run.pop("job_id", None)), **scope)
 
     @classmethod
     def bad_timestamp(cls, field: str = "updated_at", **scope: Unpack[FaultScope]) -> Fault:
         """The first run of a runs list served with an unparseable string in `field`."""
         scope.setdefault("path", "/workflows/runs")
-        edit = _edit_first_item(lambda run: run.__setitem__(field, UNPARSEABLE_TIMESTAMP))
+        edit = _edit_items(lambda run: run.__setitem__(field, UNPARSEABLE_TIMESTAMP))
         return cls(transform=edit, **scope)
 
     @classmethod
@@ -141,16 +141,10 @@ class Fault:
         a string between the two halves of a pair sends one)."""
         scope.setdefault("path", "/workflows/runs")
         marker = "lone-surrogate-here"
+        edit = _edit_items(lambda run: run.__setitem__(field, marker), every=True)
 
         def transform(body: bytes) -> bytes:
-            try:
-                runs = orjson.loads(body)
-            except orjson.JSONDecodeError:
-                return body
-            for run in runs if isinstance(runs, list) else []:
-                if isinstance(run, dict):
-                    run[field] = marker
-            return orjson.dumps(runs).replace(orjson.dumps(marker), LONE_SURROGATE_JSON)
+            return edit(body).replace(orjson.dumps(marker), LONE_SURROGATE_JSON)
 
         return cls(transform=transform, **scope)
 
@@ -162,8 +156,11 @@ class Fault:
         return cls(status=429, retry_after=retry_after, **scope)
 
 
-def _edit_first_item(edit: Callable[[dict[str, Any]], object]) -> Callable[[bytes], bytes]:
-    """A transform applying `edit` to the first object of a JSON list body (others untouched)."""
+def _edit_items(
+    edit: Callable[[dict[str, Any]], object], every: bool = False
+) -> Callable[[bytes], bytes]:
+    """A transform applying `edit` to the first object of a JSON list body (others untouched),
+    or to `every` object of it."""
 
     def transform(body: bytes) -> bytes:
         try:
@@ -172,7 +169,9 @@ def _edit_first_item(edit: Callable[[dict[str, Any]], object]) -> Callable[[byte
             return body
         if not (isinstance(items, list) and items and isinstance(items[0], dict)):
             return body
-        edit(items[0])
+        for item in items if every else items[:1]:
+            if isinstance(item, dict):
+                edit(item)
         return orjson.dumps(items)
 
     return transform

@@ -256,7 +256,7 @@ def workflows_table(workflows: Sequence[dict[str, Any]]) -> pa.Table:
     return with_keys(pa.table(columns), "id")
 
 
-def _last_listing_per_id(workflows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+def _last_listing_per_id(workflows: Sequence[dict[str, Any]]) -> Sequence[dict[str, Any]]:
     """One workflow per stored id (1 and "1" are one), its last listing."""
     # A load stages one version of a row (dlt is not asked to deduplicate): the merge key
     # must name one row.
@@ -270,7 +270,7 @@ def _last_listing_per_id(workflows: Sequence[dict[str, Any]]) -> list[dict[str, 
             len(workflows) - len(by_id),
         )
         return list(by_id.values())
-    return list(workflows)
+    return workflows
 
 
 def _typed_fields(
