@@ -302,6 +302,19 @@ def test_a_blocks_own_field_named_like_a_text_column_is_kept_under_an_alias() ->
     assert workflows.column(alias).to_pylist() == ["x"]
 
 
+def test_a_blocks_own_job_id_block_index_and_source_are_kept_under_aliases() -> None:
+    block = {"block_id": "b", "source": "crm", "job_id": "other", "metrics": {"block_index": 9}}
+    table = blocks_table([("j1", "live_status", [block])]).to_pydict()
+    keys = (table["job_id"], table["block_index"], table["source"])
+    assert keys == (["j1"], [0], ["live_status"])
+    kept = {
+        name: table[f"{name}__alias_" + hashlib.sha1(name.encode()).hexdigest()[:8]]
+        for name in ("source", "job_id", "block_index")
+    }
+    assert kept == {"source": ["crm"], "job_id": ["other"], "block_index": ["9"]}
+    assert blocks_table([]).num_rows == 0
+
+
 def test_only_null_or_empty_blocks_mean_no_blocks() -> None:
     def run(job_id: str, blocks: Any) -> dict[str, Any]:
         instant = "2026-11-01T00:00:00Z"

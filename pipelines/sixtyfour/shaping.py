@@ -167,9 +167,7 @@ BLOCK_TEXT_FIELDS = (
 )
 
 _KNOWN_BLOCK_FIELDS = frozenset(
-    {"job_id", "block_index", "source"}.union(
-        BLOCK_TEXT_FIELDS, BLOCK_INTEGER_FIELDS, BLOCK_FLOAT_FIELDS, BLOCK_TIMESTAMP_FIELDS
-    )
+    BLOCK_TEXT_FIELDS + BLOCK_INTEGER_FIELDS + BLOCK_FLOAT_FIELDS + BLOCK_TIMESTAMP_FIELDS
 )
 
 
@@ -180,8 +178,10 @@ def blocks_table(job_blocks: Iterable[tuple[str, str, Any]]) -> pa.Table:
     Block metrics (row_count, dataframe_type, ...) are lifted to columns where the block has
     no value of that name. Blocks that are not a list are taken as one block; a block that is
     not an object, and block metrics that are not one, are kept as JSON text (`value`,
-    `metrics`).
+    `metrics`). A block's own field named like one of the three keys above is kept under an
+    alias, as any field named like a column is.
     """
+    keys: list[tuple[str, int, str]] = []
     rows: list[dict[str, Any]] = []
     for job_id, source, blocks in job_blocks:
         for index, block in enumerate(blocks if isinstance(blocks, list) else [blocks]):
@@ -193,12 +193,13 @@ def blocks_table(job_blocks: Iterable[tuple[str, str, Any]]) -> pa.Table:
                         row[key] = value
             elif metrics is not None:
                 row["metrics"] = metrics
-            row["job_id"], row["block_index"], row["source"] = job_id, index, source
+            keys.append((job_id, index, source))
             rows.append(row)
+    job_ids, indexes, sources = zip(*keys, strict=True) if keys else ((), (), ())
     columns: dict[str, pa.Array] = {
-        "job_id": pa.array([r["job_id"] for r in rows], pa.string()),
-        "block_index": pa.array([r["block_index"] for r in rows], pa.int64()),
-        "source": pa.array([r["source"] for r in rows], pa.string()),
+        "job_id": pa.array(job_ids, pa.string()),
+        "block_index": pa.array(indexes, pa.int64()),
+        "source": pa.array(sources, pa.string()),
     }
     for name in BLOCK_TEXT_FIELDS:
         columns[name] = text_array([r.get(name) for r in rows])
