@@ -13,6 +13,7 @@ from typing import Any
 import duckdb
 import pytest
 
+from pipelines.sixtyfour import settings
 from pipelines.sixtyfour.changes import ChangeFilter
 from pipelines.sixtyfour.client import RunsBody, SixtyfourClient
 from pipelines.sixtyfour.reader import ChangeReader
@@ -240,6 +241,50 @@ def test_a_run_that_ended_behind_a_full_workflow_page_is_taken_from_its_status_p
             api["metrics"]
         )
         assert harness.duplicate_runs() == 0
+
+
+def test_a_run_a_follow_up_page_shows_again_after_its_batch_was_handed_on_lands_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Small batches stand in for a sync that reads more than RUNS_PER_BATCH runs.
+    monkeypatch.setattr(settings, "RUNS_PER_BATCH", 20)
+    for harness in make_harness(tmp_path, runs=1500, workflows=3):
+        world = harness.world
+        workflows = [w["id"] for w in world.workflows()]
+        busiest = max(workflows, key=lambda w: sum(r["workflow_id"] == w for r in world.runs()))
+        harness.sync(details=False)
+        # A run of it queued long ago and still running: the warehouse tracks it.
+        queued = world.now - timedelta(days=40)
+        (tracked,) = world.add_runs(
+            1, workflow_id=busiest, status="running", queued_between=(queued, queued)
+        )
+        harness.sync(details=False)
+        world.advance(7200)
+        # It ends behind its workflow's full page, so the follow-up reads that workflow's
+        # pages of ended statuses, which show again runs an earlier batch handed on.
+        world.set_status(tracked, "completed")
+        now = world.now
+        added = world.add_runs(
+            60, workflow_id=busiest, status="completed",
+            queued_between=(now - timedelta(minutes=100), now - timedelta(minutes=90)),
+        )  # fmt: skip
+        for workflow in workflows:
+            if workflow != busiest:
+                added += world.add_runs(
+                    300, workflow_id=workflow, status="completed",
+                    queued_between=(now - timedelta(minutes=10), now),
+                )  # fmt: skip
+        report = harness.sync(details=False)
+        assert report.status == "ok" and report.partitions > 2, report.gap_detail
+        assert harness.duplicate_runs() == 0
+        assert harness.repeated_keys("workflow_runs__metrics", "job_id, metric") == 0
+        assert harness.rows(
+            f"select status from sixtyfour.workflow_runs where job_id = '{tracked}'"
+        ) == [("completed",)]
+        stored = {
+            job_id for (job_id,) in harness.rows("select job_id from sixtyfour.workflow_runs")
+        }
+        assert stored.issuperset(added)
 
 
 def test_a_gap_stays_open_after_a_clean_incremental_sync_in_status_and_view(

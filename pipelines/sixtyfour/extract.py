@@ -150,7 +150,7 @@ def _extract(
 
     if unseen_runs():
         for page in reader.follow_up_pages(unseen_runs):
-            _collect(_changed_runs(page, changes), batch, yielded, later)
+            _collect_follow_up(_changed_runs(page, changes), batch, later)
     yield from _runs_tables(list(batch.values()), with_blocks)
     yielded.update(batch)
     second_load.extend(_runs_tables(list(later.values()), with_blocks))
@@ -239,6 +239,26 @@ def _collect(
             later[job_id] = run  # the change filter passes only newer versions
         else:
             batch[job_id] = run
+
+
+def _collect_follow_up(
+    changed: tuple[Sequence[dict[str, Any]], Sequence[str]],
+    batch: dict[str, dict[str, Any]],
+    later: dict[str, dict[str, Any]],
+) -> None:
+    """Add runs of follow-up pages to the batch when it holds them already, else to `later`.
+
+    A workflow read to the end was forgotten (`yielded` and the change filter no longer
+    know its runs), and a follow-up page of it shows them again as if new: one that an
+    earlier batch handed on would be staged twice in one package. In `later` it goes to the
+    second package instead, whose merge replaces it.
+    """
+    runs, job_ids = changed
+    for job_id, run in zip(job_ids, runs, strict=True):
+        if job_id in batch:
+            batch[job_id] = run
+        else:
+            later[job_id] = run
 
 
 def _runs_tables(runs: list[dict[str, Any]], with_blocks: set[str]) -> TableStream:
