@@ -13,6 +13,7 @@ from typing import Any
 import duckdb
 import pytest
 
+from pipelines.emulator import Fault
 from pipelines.sixtyfour import settings
 from pipelines.sixtyfour.changes import ChangeFilter
 from pipelines.sixtyfour.client import RunsBody, SixtyfourClient
@@ -285,6 +286,54 @@ def test_a_run_a_follow_up_page_shows_again_after_its_batch_was_handed_on_lands_
             job_id for (job_id,) in harness.rows("select job_id from sixtyfour.workflow_runs")
         }
         assert stored.issuperset(added)
+
+
+@pytest.fixture
+def two_workflows(tmp_path: Path) -> Iterator[Harness]:
+    yield from make_harness(tmp_path, runs=1200, workflows=2)
+
+
+def test_a_run_ending_while_its_workflow_is_read_status_by_status_is_not_lost(
+    two_workflows: Harness,
+) -> None:
+    harness = two_workflows
+    world = harness.world
+    busy, other = (w["id"] for w in world.workflows())
+    harness.sync(details=False)
+    world.advance(7200)
+    now = world.now
+    # More than 500 runs in flight: the active page is full, and `late`, queued first
+    # since the last sync, is not on it. Its workflow is read status by status.
+    (late,) = world.add_runs(
+        1, workflow_id=busy, status="running", queued_between=(now - timedelta(hours=1),) * 2
+    )
+    world.add_runs(
+        300, workflow_id=busy, status="completed",
+        queued_between=(now - timedelta(minutes=55), now - timedelta(minutes=30)),
+    )  # fmt: skip
+    for workflow, in_flight in ((busy, 250), (other, 400)):
+        world.add_runs(
+            in_flight, workflow_id=workflow, status="running",
+            queued_between=(now - timedelta(minutes=30), now - timedelta(minutes=1)),
+        )  # fmt: skip
+    assert len(world.in_flight()) > 500
+
+    def end_late(body: bytes) -> bytes:
+        world.set_status(late, "completed")  # once its workflow's completed page is served
+        return body
+
+    harness.server.faults.add(
+        Fault(transform=end_late, query={"workflow_id": busy, "status": "completed"})
+    )
+    # Should the active page come after the completed one, `late` is on neither.
+    harness.server.faults.add(Fault(delay=0.5, query={"workflow_id": busy, "status": "active"}))
+    stored = f"select status from sixtyfour.workflow_runs where job_id = '{late}'"
+    assert harness.sync(details=False).status == "ok"
+    assert harness.rows(stored) == [("running",)]  # on the active page, read first
+    world.advance(600)
+    assert harness.sync(details=False).status == "ok"
+    assert harness.rows(stored) == [("completed",)]
+    assert harness.duplicate_runs() == 0
 
 
 def test_a_gap_stays_open_after_a_clean_incremental_sync_in_status_and_view(

@@ -78,6 +78,8 @@ class ChangeReader:
     _workflow_reach: dict[str, PageReach] = field(default_factory=dict)
     _pages_read: dict[RunFilter, int] = field(default_factory=dict)
     _unread: Counter[str] = field(default_factory=Counter)  # workflow -> its filters to read
+    # workflow -> its status filters of ended runs, sent once its active page has answered
+    _after_active: dict[str, list[RunFilter]] = field(default_factory=dict)
 
     def pages(self) -> Iterator[RunsPage]:
         """Yield pages as they arrive: the newest and the active runs first, then partitions."""
@@ -157,6 +159,10 @@ class ChangeReader:
             for future in done:
                 run_filter = pending.pop(future)
                 self.progress.partitions_done += 1
+                if run_filter.status == "active" and run_filter.workflow_id:
+                    # Whatever its answer (a page, a 403 gap, a 404), the rest may go now.
+                    ended = self._after_active.pop(run_filter.workflow_id, [])
+                    waiting.extendleft(reversed(ended))
                 try:
                     answer = future.result()
                 except RequestRejectedError:
@@ -180,9 +186,18 @@ class ChangeReader:
                 page = RunsPage(run_filter, runs, shaping.page_keys(runs, where))
                 if narrow and run_filter.workflow_id:
                     narrower = self._narrow(page)
-                    waiting.extendleft(reversed(narrower))
                     self.progress.partitions_total += len(narrower)
                     self._count_unread(narrower)
+                    # Runs only leave `active`, for an ended status: read after the active
+                    # page, the pages of ended statuses show every run that left it between
+                    # the two. Read before it, a run ending in between would be on neither.
+                    active = [f for f in narrower if f.status == "active"]
+                    if active:
+                        self._after_active[run_filter.workflow_id] = [
+                            f for f in narrower if f.status != "active"
+                        ]
+                        narrower = active
+                    waiting.extendleft(reversed(narrower))
                 yield page
                 self._read_one(run_filter)
 
