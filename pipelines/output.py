@@ -58,6 +58,8 @@ def print_report(report: SyncReport) -> None:
             f"warning: run {job_id} is in flight in the warehouse but unknown to the API",
             file=sys.stderr,
         )
+    for job_id, reason in report.unread_runs:
+        print(f"warning: live_status of run {job_id} not read: {reason}", file=sys.stderr)
     for gap in report.gaps:
         print(f"warning: gap: {gap.describe()}", file=sys.stderr)
     if report.gaps:

@@ -171,6 +171,56 @@ def test_detail_reads_are_capped_per_sync_and_the_rest_wait(harness: Harness) ->
     assert report.detail_requests == 0
 
 
+def _oldest_finished_run(harness: Harness) -> str:
+    """The run a sync's detail reads come to first, before any detail was read."""
+    (job_id,) = harness.rows(
+        "select job_id from sixtyfour.workflow_runs where status in ('completed', 'failed', "
+        "'cancelled') order by coalesce(completed_at, updated_at), job_id limit 1"
+    )[0]
+    return str(job_id)
+
+
+@pytest.mark.parametrize("answer", [403, 500])
+def test_a_run_whose_live_status_keeps_failing_does_not_stop_the_syncs(
+    harness: Harness, answer: int
+) -> None:
+    assert run_cli(harness, "run").returncode == 0  # a first sync reads no detail
+    job_id = _oldest_finished_run(harness)
+    path = f"/workflows/runs/{job_id}/live_status"
+    # 403: the key may no longer see the run's workflow; 500: that run's answer is broken.
+    harness.server.faults.add(Fault(status=answer, path=path, times=10**6))
+    detailed = f"select count(*) from sixtyfour.workflow_run_details where job_id = '{job_id}'"
+    for _ in range(2):
+        harness.world.advance(600, new_runs=5)
+        result = run_cli(harness, "run", SOURCES__SIXTYFOUR__MAX_DETAIL_REQUESTS="20")
+        assert result.returncode == 0, result.stderr
+        assert f"warning: live_status of run {job_id} not read" in result.stderr
+        assert "answered 403" in result.stderr if answer == 403 else "kept failing" in result.stderr
+        # 403 for good: it leaves the backlog (no detail row's blocks); 500: asked again.
+        assert harness.rows(detailed) == [(1 if answer == 403 else 0,)]
+        if answer == 403:
+            break
+    assert_warehouse_matches_api(harness)
+    asked = [p for _, p, _, _ in harness.server.requests if p == path]
+    assert len(asked) == (1 if answer == 403 else 2 * 7)  # 500: six retries in each sync
+
+
+def test_when_the_api_keeps_failing_on_one_live_status_the_others_wait(harness: Harness) -> None:
+    harness.sync()  # a first sync reads no detail
+    job_id = _oldest_finished_run(harness)
+    path = f"/workflows/runs/{job_id}/live_status"
+    harness.server.faults.add(Fault(status=503, path=path, times=10**6))
+    report = harness.sync(max_detail_requests=30, concurrency=1)
+    assert report.status == "ok"
+    assert report.unread_runs[0][0] == job_id
+    assert len(report.unread_runs) == 30
+    asked = {p for _, p, _, _ in harness.server.requests if p.endswith("/live_status")}
+    assert asked == {path}  # the others were not asked in this sync
+    harness.server.faults.clear()
+    harness.sync(max_detail_requests=30)
+    assert harness.rows("select count(*) from sixtyfour.workflow_run_details") == [(30,)]
+
+
 @pytest.fixture
 def deep_harness(tmp_path: Path) -> Iterator[Harness]:
     # One workflow with more than 500 runs of one status: beyond what any filter shows.

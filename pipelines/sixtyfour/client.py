@@ -251,7 +251,8 @@ def _check_status(response: httpx.Response, path: str, params: dict[str, str | i
     """Raise for answers no retry can fix; return a description of retryable ones."""
     code = response.status_code
     where = f"GET {_describe(path, params)}"
-    if code == 403 and "workflow_id" in params:
+    # 403: the key may not see this workflow (or this run of it), not a rejected key.
+    if code == 403 and ("workflow_id" in params or path.startswith(settings.RUNS_PATH + "/")):
         raise ForbiddenError(f"{where} answered 403: {_api_message(response)}")
     if code in (401, 403):
         raise AuthError(

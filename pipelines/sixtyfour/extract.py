@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import MutableMapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -14,8 +15,9 @@ import pyarrow as pa
 
 from pipelines.sixtyfour import metrics, settings, shaping
 from pipelines.sixtyfour.changes import ChangeFilter, TrackedRun
-from pipelines.sixtyfour.client import SixtyfourClient
+from pipelines.sixtyfour.client import ForbiddenError, SixtyfourClient
 from pipelines.sixtyfour.columns import VARIANT_SUFFIX
+from pipelines.sixtyfour.errors import ApiResponseError, ApiUnavailableError
 from pipelines.sixtyfour.ledger import LEDGER_TABLE, SyncReport, utc_now
 from pipelines.sixtyfour.prefetch import TableStream
 from pipelines.sixtyfour.reader import ChangeReader, ProgressCallback, RunsPage
@@ -294,13 +296,20 @@ def _follow_up(
     if not unseen and not backlog:
         return
     job_ids = unseen + backlog
+    reader = _LiveStatusReader(client)
     with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
-        answers = list(zip(job_ids, pool.map(client.live_status, job_ids), strict=True))
+        answers = list(zip(job_ids, pool.map(reader.read, job_ids), strict=True))
     report.detail_requests = len(backlog)
     ended: list[dict[str, Any]] = []
     detailed: list[tuple[str, dict[str, Any]]] = []
     for job_id, live in answers:
         run = tracked.get(job_id)
+        if isinstance(live, _Unread):
+            report.unread_runs.append((job_id, live.reason))
+            if live.for_good and run is None:
+                # The key may never see it: no detail to be had, it leaves the backlog.
+                detailed.append((job_id, {}))
+            continue  # else asked again next sync; a run in flight stays tracked
         if live is None:
             if run is not None:
                 report.unknown_runs.append(job_id)
@@ -333,6 +342,39 @@ def _follow_up(
         if blocks:
             yield BLOCKS_TABLE, shaping.blocks_table(blocks)
         yield DETAILS_TABLE, shaping.details_table(detailed, utc_now())
+
+
+@dataclass(frozen=True)
+class _Unread:
+    """A run's live_status that could not be read, and why."""
+
+    reason: str
+    for_good: bool  # the API will not answer it for this key (403): not worth asking again
+
+
+class _LiveStatusReader:
+    """Reads live_status run by run: one run that cannot be read does not fail the sync.
+
+    Once the API keeps failing (retries spent), the rest are not asked in this sync: they
+    would only wait out their retries too.
+    """
+
+    def __init__(self, client: SixtyfourClient) -> None:
+        self._client = client
+        self._api_down = threading.Event()
+
+    def read(self, job_id: str) -> dict[str, Any] | _Unread | None:
+        if self._api_down.is_set():
+            return _Unread("not asked: the API kept failing on another run", for_good=False)
+        try:
+            return self._client.live_status(job_id)
+        except ForbiddenError as exc:
+            return _Unread(str(exc), for_good=True)
+        except ApiUnavailableError as exc:
+            self._api_down.set()
+            return _Unread(str(exc), for_good=False)
+        except ApiResponseError as exc:  # an answer the sync cannot read: perhaps next time
+            return _Unread(str(exc), for_good=False)
 
 
 def updated_at_by_job(runs: pa.Table) -> dict[str, int]:

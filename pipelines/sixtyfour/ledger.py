@@ -58,6 +58,7 @@ class SyncReport:
     details_pending: int = 0
     runs_resolved_by_id: int = 0
     unknown_runs: list[str] = field(default_factory=list)
+    unread_runs: list[tuple[str, str]] = field(default_factory=list)  # live_status failed: why
     gaps: list[Gap] = field(default_factory=list)
     cursor_before: datetime | None = None
     cursor_after: datetime | None = None
