@@ -6,9 +6,11 @@ import random
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import httpx
 import pytest
 
 from pipelines.sixtyfour.changes import ChangeFilter, TrackedRun, hold_back
+from pipelines.sixtyfour.client import _server_time
 from pipelines.sixtyfour.timestamps import to_micros
 
 T = to_micros(datetime(2026, 11, 1, 12, tzinfo=UTC))
@@ -181,3 +183,28 @@ def test_holding_back_later_versions_keeps_them_out_of_the_saved_state() -> None
     assert state["cursor"] == (cursor - timedelta(seconds=60)).isoformat()
     hold_back(state, later, cursor_before=None)
     assert state["cursor"] == (cursor - timedelta(seconds=90)).isoformat()
+
+
+def test_the_cursor_stops_at_the_apis_clock_where_its_answers_give_it() -> None:
+    machine_ahead = T + 3600 * SECOND
+    changes = ChangeFilter(cursor=None, lag=0, read_from=machine_ahead)
+    changes.use_api_clock(None)  # no Date header: this machine's clock stands
+    assert changes.read_from == machine_ahead
+    changes.use_api_clock(datetime(2026, 11, 1, 12, tzinfo=UTC))
+    changes.select(*page(("a", T - 60 * SECOND, "completed"), ("b", T + 600 * SECOND, "failed")))
+    assert changes.cursor_after() == T - SECOND  # the header counts whole seconds
+
+
+@pytest.mark.parametrize(
+    ("header", "read"),
+    [
+        ("Sun, 01 Nov 2026 12:00:00 GMT", datetime(2026, 11, 1, 12, tzinfo=UTC)),
+        ("Sun, 01 Nov 2026 13:00:00 +0100", datetime(2026, 11, 1, 12, tzinfo=UTC)),
+        ("Sun, 01 Nov 2026 12:00:00 -0000", None),  # no zone said
+        ("yesterday", None),
+        ("", None),
+    ],
+)
+def test_the_apis_clock_is_read_from_a_date_header(header: str, read: datetime | None) -> None:
+    response = httpx.Response(200, headers={"date": header} if header else {})
+    assert _server_time(response) == read

@@ -6,7 +6,7 @@ import json
 import re
 import threading
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -384,6 +384,53 @@ def test_a_run_ending_while_its_workflow_is_read_status_by_status_is_not_lost(
     assert harness.sync(details=False).status == "ok"
     assert harness.rows(stored) == [("completed",)]
     assert harness.duplicate_runs() == 0
+
+
+def test_a_run_queued_while_a_sync_reads_is_not_lost_with_this_clock_ahead_of_the_apis(
+    two_workflows: Harness,
+) -> None:
+    harness = two_workflows
+    world = harness.world
+    # The emulator's clock (its Date header, its timestamps) runs weeks behind this machine's.
+    assert world.now < datetime.now(UTC) - timedelta(days=1)
+    first, second = (w["id"] for w in world.workflows())
+    harness.sync(details=False)
+    world.advance(7200)
+    start = world.now
+    for workflow, status in ((first, "completed"), (second, "cancelled")):
+        world.add_runs(
+            300, workflow_id=workflow, status=status,
+            queued_between=(start - timedelta(minutes=10), start),
+        )  # fmt: skip
+    queued_meanwhile: list[str] = []
+
+    def fifteen_minutes_pass(body: bytes) -> bytes:
+        # While the sync reads on, a run is queued in the workflow just read, and many
+        # later ones in the other, so that the cursor ends past the first one.
+        world.advance(900)
+        queued_meanwhile.extend(
+            world.add_runs(
+                1, workflow_id=first, status="completed",
+                queued_between=(start + timedelta(minutes=1),) * 2,
+            )
+        )  # fmt: skip
+        for status in ("completed", "failed"):
+            world.add_runs(
+                300, workflow_id=second, status=status,
+                queued_between=(start + timedelta(minutes=2), world.now),
+            )  # fmt: skip
+        return body
+
+    harness.server.faults.add(Fault(transform=fifteen_minutes_pass, query={"workflow_id": first}))
+    harness.server.faults.add(Fault(delay=0.5, query={"workflow_id": second}))
+    report = harness.sync(details=False)
+    assert report.status == "ok", report.gap_detail
+    world.advance(60)
+    report = harness.sync(details=False)
+    assert report.status == "ok", report.gap_detail
+    (job_id,) = queued_meanwhile
+    stored = f"select status from sixtyfour.workflow_runs where job_id = '{job_id}'"
+    assert harness.rows(stored) == [("completed",)]
 
 
 def test_a_gap_stays_open_after_a_clean_incremental_sync_in_status_and_view(

@@ -6,6 +6,7 @@ import math
 import socketserver
 import threading
 import time
+from email.utils import format_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any, cast
@@ -213,6 +214,11 @@ class _Handler(BaseHTTPRequestHandler):
     server_version = "sixtyfour-emulator"
     disable_nagle_algorithm = True  # headers and body go out as two writes
     timeout = 60  # idle keep-alive connections are closed after this
+
+    def date_time_string(self, timestamp: float | None = None) -> str:
+        """The Date header: the world's clock, as a real server's is that of its timestamps."""
+        world = cast(_HTTPServer, self.server).emulator.world
+        return format_datetime(world.now, usegmt=True)
 
     def version_string(self) -> str:
         """The Server header: the emulator's name, without Python's version."""

@@ -39,8 +39,9 @@ class ChangeFilter:
             the window loads nothing that is already there.
         tracked: runs stored as in flight; loaded whenever their status or time differs.
         load_all: load every run read (a backfill merges all it reads).
-        read_from: when the sync began reading (microseconds, this machine's clock). The
-            cursor never passes it: a sync that narrows reads its partitions minutes apart,
+        read_from: when the sync began reading (microseconds, by the API's clock where its
+            answers say it, see `use_api_clock`, else this machine's). The cursor never
+            passes it: a sync that narrows reads its partitions minutes apart,
             and a run that changed after one partition was read must stay ahead of the
             next sync's watermark. One run with a timestamp in the future cannot push the
             cursor past what later syncs must read either.
@@ -65,6 +66,17 @@ class ChangeFilter:
     _kept: set[str] = field(default_factory=set)
     # workflow_id -> the runs first read on that workflow's pages.
     _by_workflow: dict[str, list[str]] = field(default_factory=dict)
+
+    def use_api_clock(self, api_time: datetime | None) -> None:
+        """Take when reading began from the API's clock (its first answer's Date header).
+
+        The cursor is compared with the API's timestamps: with this machine's clock ahead
+        of the API's by more than the lag, `read_from` would no longer hold the cursor back.
+        Without a Date header this machine's clock stands. One second less, as the header
+        counts whole seconds and a page is made a moment before it is sent.
+        """
+        if api_time is not None:
+            self.read_from = to_micros(api_time) - 1_000_000
 
     @property
     def watermark(self) -> int | None:

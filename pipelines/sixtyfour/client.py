@@ -9,6 +9,8 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from datetime import datetime
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import orjson
@@ -110,6 +112,9 @@ class SixtyfourClient:
         if not base_url.startswith(("http://", "https://")):
             raise ConfigError(f"base_url must start with http:// or https://, got {base_url!r}")
         self.stats = RequestStats()
+        # The API's clock at its first answer (its Date header), None until then or when it
+        # sends none: the sync compares the cursor with the API's timestamps, not with ours.
+        self.first_answer_at: datetime | None = None
         self.base_url = base_url.rstrip("/")
         self._max_retries = max_retries
         self._max_retry_wait = max_retry_wait_seconds
@@ -184,6 +189,8 @@ class SixtyfourClient:
             else:
                 self.stats.count(retry=attempt > 0, rate_limited=response.status_code == 429)
                 self._note_budget(response)
+                if self.first_answer_at is None:
+                    self.first_answer_at = _server_time(response)
                 if response.status_code == 200:
                     return body
                 failure = _check_status(response, path, params)
@@ -270,6 +277,18 @@ def _check_status(response: httpx.Response, path: str, params: dict[str, str | i
     if code in (400, 422):
         raise RequestRejectedError(f"{where} was refused ({code}): {_api_message(response)}")
     raise ApiResponseError(f"{where} answered {code}: {_api_message(response)}")
+
+
+def _server_time(response: httpx.Response) -> datetime | None:
+    """The time in an answer's Date header; None when it has none that reads as one."""
+    value = response.headers.get("date")
+    if not value:
+        return None
+    try:
+        sent_at = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return sent_at if sent_at.tzinfo is not None else None
 
 
 def _retry_after(response: httpx.Response) -> float | None:

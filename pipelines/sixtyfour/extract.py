@@ -120,6 +120,7 @@ def _extract(
     def forget(workflow: str) -> None:
         yielded.difference_update(changes.forget_workflow(workflow))
 
+    pages_read = False
     reader = ChangeReader(
         client,
         watermark=None if options.backfill or watermark is None else from_micros(watermark),
@@ -131,6 +132,9 @@ def _extract(
         on_workflow_read=forget,
     )
     for page in reader.pages():
+        if not pages_read:
+            changes.use_api_clock(client.first_answer_at)
+            pages_read = True
         _collect(_changed_runs(page, changes), batch, yielded, later)
         if len(batch) >= settings.RUNS_PER_BATCH:
             yield from _runs_tables(list(batch.values()), with_blocks)
