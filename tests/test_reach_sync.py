@@ -433,6 +433,29 @@ def test_a_run_queued_while_a_sync_reads_is_not_lost_with_this_clock_ahead_of_th
     assert harness.rows(stored) == [("completed",)]
 
 
+def test_a_workflow_the_key_may_not_see_is_asked_once_per_sync_and_one_gap(
+    harness: Harness,
+) -> None:
+    world = harness.world
+    hidden = world.workflows()[0]["id"]
+    queued = world.now - timedelta(days=40)
+    (tracked,) = world.add_runs(
+        1, workflow_id=hidden, status="running", queued_between=(queued, queued)
+    )
+    harness.sync(details=False)
+    harness.server.faults.add(Fault(status=403, query={"workflow_id": hidden}, times=10**6))
+    world.advance(3600, new_runs=900)  # the newest page no longer reaches back: it narrows
+    before = len(list_requests(harness))
+    report = harness.sync(details=False)
+    assert report.status == "gap"
+    assert [g.filter.workflow_id for g in report.gaps] == [hidden]
+    asked = [q for q in list_requests(harness)[before:] if q.get("workflow_id") == hidden]
+    assert asked == [{"limit": "500", "workflow_id": hidden}]
+    # Its run in flight, on no page the key may read, is still followed up by id.
+    stored = f"select status from sixtyfour.workflow_runs where job_id = '{tracked}'"
+    assert harness.rows(stored) == [(world.payload(tracked)["status"],)]
+
+
 def test_a_gap_stays_open_after_a_clean_incremental_sync_in_status_and_view(
     deep_harness: Harness,
 ) -> None:

@@ -171,7 +171,8 @@ class ChangeReader:
                     self._status_filter_refused(run_filter)
                     self._read_one(run_filter)
                     continue
-                if answer is None:
+                if answer is None:  # 403 or 404: recorded as a gap or skipped, not asked again
+                    self._pages_read[run_filter] = 0
                     self._read_one(run_filter)
                     continue
                 runs = answer.parse()  # here, not on the fetching thread: see fetch_runs
