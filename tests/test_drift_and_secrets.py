@@ -14,7 +14,7 @@ import pytest
 from pipelines.emulator import EmulatorServer, Fault
 from pipelines.sixtyfour.changes import TrackedRun
 from pipelines.sixtyfour.columns import integer_column
-from pipelines.sixtyfour.extract import _ended_run, _runs_tables
+from pipelines.sixtyfour.extract import _run_as_live, _runs_tables
 from pipelines.sixtyfour.shaping import blocks_table, details_table, runs_table, workflows_table
 from tests.conftest import Harness, make_harness, run_cli
 
@@ -237,7 +237,7 @@ def test_workflow_ids_of_one_text_are_one_workflow() -> None:
     assert table.select(["id", "name"]).to_pylist() == [{"id": "7", "name": "second"}]
 
 
-def test_an_ended_run_keeps_the_text_stored_beside_its_columns() -> None:
+def test_an_run_as_live_keeps_the_text_stored_beside_its_columns() -> None:
     updated_at = datetime(2026, 11, 1, 0, 5, tzinfo=UTC)
     stored: dict[str, Any] = {
         "job_id": "j1", "workflow_id": "w1", "status": "running",
@@ -249,7 +249,7 @@ def test_an_ended_run_keeps_the_text_stored_beside_its_columns() -> None:
     updated = int(updated_at.timestamp() * 1_000_000)
     run = TrackedRun("j1", "running", updated, stored)
     live = {"overall_status": "completed", "completed_at": "2026-11-01T00:10:00Z"}
-    table = runs_table([_ended_run(run, live)], "live_status").to_pydict()
+    table = runs_table([_run_as_live(run, live)], "live_status").to_pydict()
     assert table["status"] == ["completed"]
     assert (table["started_at"], table["started_at__v_text"]) == (
         [None],
@@ -259,7 +259,7 @@ def test_an_ended_run_keeps_the_text_stored_beside_its_columns() -> None:
     # A stored column of such text, empty for this run: live_status' new text is kept.
     stored["started_at__v_text"] = None
     live["started_at"] = "Tue, 02 Jan 2024 00:00:00 GMT"
-    table = runs_table([_ended_run(run, live)], "live_status").to_pydict()
+    table = runs_table([_run_as_live(run, live)], "live_status").to_pydict()
     assert table["started_at__v_text"] == ["Tue, 02 Jan 2024 00:00:00 GMT"]
 
 
@@ -277,7 +277,7 @@ def test_a_whole_float_in_an_integer_field_is_the_integer() -> None:
     assert columns["n__v_text"].to_pylist() == [None, "1.5", "1.1805916207174113e+21", None, None]
 
 
-def test_an_ended_run_gets_its_duration_even_where_text_was_stored() -> None:
+def test_an_run_as_live_gets_its_duration_even_where_text_was_stored() -> None:
     stored: dict[str, Any] = {
         "job_id": "j1", "workflow_id": "w1", "status": "running",
         "queued_at": datetime(2026, 11, 1, tzinfo=UTC),
@@ -287,7 +287,7 @@ def test_an_ended_run_gets_its_duration_even_where_text_was_stored() -> None:
     }  # fmt: skip
     run = TrackedRun("j1", "running", 1_761_955_260_000_000, stored)
     live = {"overall_status": "completed", "completed_at": "2026-11-01T00:10:00Z"}
-    table = runs_table([_ended_run(run, live)], "live_status")
+    table = runs_table([_run_as_live(run, live)], "live_status")
     assert table.column("duration_ms").to_pylist() == [540_000]
     assert "duration_ms__v_text" not in table.column_names
 

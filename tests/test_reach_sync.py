@@ -89,6 +89,31 @@ def test_run_that_vanished_from_active_is_resolved_through_live_status(
     }
 
 
+def test_a_queued_run_no_list_shows_that_started_is_stored_as_running(harness: Harness) -> None:
+    world = harness.world
+    queued = world.now - timedelta(days=40)
+    (job_id,) = world.add_runs(1, status="queued", queued_between=(queued, queued))
+    harness.sync(details=False)
+    world.advance(60)
+    world.set_status(job_id, "running")
+
+    def without_it(body: bytes) -> bytes:
+        runs = json.loads(body)
+        if not isinstance(runs, list):
+            return body  # its live_status
+        return json.dumps([run for run in runs if run["job_id"] != job_id]).encode()
+
+    harness.server.faults.add(Fault(transform=without_it, path="/workflows/runs", times=10**6))
+    report = harness.sync(details=False)
+    assert report.status == "ok" and report.runs_resolved_by_id == 0
+    stored = harness.dicts(
+        f"select status, started_at from sixtyfour.workflow_runs where job_id = '{job_id}'"
+    )
+    started_at = datetime.fromisoformat(world.payload(job_id)["started_at"])
+    assert stored == [{"status": "running", "started_at": started_at}]
+    assert harness.rows(f"select * from sixtyfour.runs_in_flight where job_id = '{job_id}'")
+
+
 def test_unreachable_burst_is_reported_as_a_gap_with_exit_3_and_a_ledger_row(
     harness: Harness,
 ) -> None:

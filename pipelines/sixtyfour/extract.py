@@ -305,6 +305,7 @@ def _follow_up(
         answers = list(zip(job_ids, pool.map(reader.read, job_ids), strict=True))
     report.detail_requests = len(backlog)
     ended: list[dict[str, Any]] = []
+    started: list[dict[str, Any]] = []
     detailed: list[tuple[str, dict[str, Any]]] = []
     for job_id, live in answers:
         run = tracked.get(job_id)
@@ -324,15 +325,19 @@ def _follow_up(
         if run is not None:
             status = _run_status(live)
             if status in settings.IN_FLIGHT_STATUSES:
-                continue  # still in flight: it was only missing from a full active page
+                # Still in flight, only missing from a full active page; one stored as
+                # queued that started is stored as running, with its start.
+                if status != run.status:
+                    started.append(_run_as_live(run, live))
+                continue
             if not status:
                 # Whether it ended is not said: it stays tracked, and the next sync asks again.
                 log.info("%s: live_status gives no overall_status; asked again next sync", job_id)
                 continue
-            ended.append(_ended_run(run, live))
+            ended.append(_run_as_live(run, live))
         detailed.append((job_id, live))
-    if ended:
-        table = shaping.runs_table(ended, "live_status")
+    if ended or started:
+        table = shaping.runs_table(ended + started, "live_status")
         for job_id, updated_at in updated_at_by_job(table).items():
             changes.note_loaded(job_id, updated_at)
         report.runs_resolved_by_id = len(ended)
@@ -393,8 +398,8 @@ def _run_status(live: dict[str, Any]) -> str:
     return _LIVE_STATUS_TO_RUN.get(status, status)
 
 
-def _ended_run(run: TrackedRun, live: dict[str, Any]) -> dict[str, Any]:
-    """The stored row of a run that ended, brought up to date from its live status.
+def _run_as_live(run: TrackedRun, live: dict[str, Any]) -> dict[str, Any]:
+    """The stored row of a run that ended or started, brought up to date from its live status.
 
     Metrics are not in live_status: the run's stored metric rows are kept as they are.
     """
