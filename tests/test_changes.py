@@ -208,3 +208,10 @@ def test_the_cursor_stops_at_the_apis_clock_where_its_answers_give_it() -> None:
 def test_the_apis_clock_is_read_from_a_date_header(header: str, read: datetime | None) -> None:
     response = httpx.Response(200, headers={"date": header} if header else {})
     assert _server_time(response) == read
+
+
+def test_a_date_header_ahead_of_this_clock_does_not_move_the_cursor_further() -> None:
+    changes = ChangeFilter(cursor=None, lag=0, read_from=T)
+    changes.use_api_clock(datetime(2026, 11, 1, 13, tzinfo=UTC))  # an hour ahead
+    changes.select(*page(("a", T + 600 * SECOND, "completed")))
+    assert changes.cursor_after() == T

@@ -215,32 +215,45 @@ def test_a_run_whose_live_status_keeps_failing_does_not_stop_the_syncs(
     # 403: the key may no longer see the run's workflow; 500: that run's answer is broken.
     harness.server.faults.add(Fault(status=answer, path=path, times=10**6))
     detailed = f"select count(*) from sixtyfour.workflow_run_details where job_id = '{job_id}'"
-    for _ in range(2):
+    syncs_asking = 1 if answer == 403 else settings.DETAIL_READ_TRIES
+    for sync in range(syncs_asking + 1):
+        asked_before = [p for _, p, _, _ in harness.server.requests].count(path)
         harness.world.advance(600, new_runs=5)
         result = run_cli(harness, "run", SOURCES__SIXTYFOUR__MAX_DETAIL_REQUESTS="20")
         assert result.returncode == 0, result.stderr
-        assert f"warning: live_status of run {job_id} not read" in result.stderr
-        assert "answered 403" in result.stderr if answer == 403 else "kept failing" in result.stderr
-        # 403 for good: it leaves the backlog (no detail row's blocks); 500: asked again.
-        assert harness.rows(detailed) == [(1 if answer == 403 else 0,)]
-        if answer == 403:
-            break
+        asked = [p for _, p, _, _ in harness.server.requests].count(path) - asked_before
+        if sync < syncs_asking:
+            assert f"warning: live_status of run {job_id} not read" in result.stderr
+            assert ("answered 403" if answer == 403 else "kept failing") in result.stderr
+            assert asked == (1 if answer == 403 else 7)  # 500: six retries
+        else:
+            assert asked == 0  # it left the backlog, without its detail
+        # The others' detail is read meanwhile.
+        assert harness.rows("select count(*) from sixtyfour.workflow_run_details")[0][0] >= 19
+        left = sync + 1 >= syncs_asking
+        assert harness.rows(detailed) == [(1 if left else 0,)]
     assert_warehouse_matches_api(harness)
-    asked = [p for _, p, _, _ in harness.server.requests if p == path]
-    assert len(asked) == (1 if answer == 403 else 2 * 7)  # 500: six retries in each sync
 
 
-def test_when_the_api_keeps_failing_on_one_live_status_the_others_wait(harness: Harness) -> None:
+def test_when_the_api_keeps_failing_on_two_runs_the_others_wait(harness: Harness) -> None:
     harness.sync()  # a first sync reads no detail
-    job_id = _oldest_finished_run(harness)
-    path = f"/workflows/runs/{job_id}/live_status"
-    harness.server.faults.add(Fault(status=503, path=path, times=10**6))
+    backlog = [
+        job_id
+        for (job_id,) in harness.rows(
+            "select job_id from sixtyfour.workflow_runs where status in ('completed', 'failed', "
+            "'cancelled') order by coalesce(completed_at, updated_at), job_id limit 2"
+        )
+    ]
+    failing = {f"/workflows/runs/{job_id}/live_status" for job_id in backlog}
+    for path in failing:
+        harness.server.faults.add(Fault(status=503, path=path, times=10**6))
     report = harness.sync(max_detail_requests=30, concurrency=1)
     assert report.status == "ok"
-    assert report.unread_runs[0][0] == job_id
+    assert [job_id for job_id, _ in report.unread_runs][:2] == backlog
     assert len(report.unread_runs) == 30
+    assert report.detail_requests == 2
     asked = {p for _, p, _, _ in harness.server.requests if p.endswith("/live_status")}
-    assert asked == {path}  # the others were not asked in this sync
+    assert asked == failing  # the others were not asked in this sync
     harness.server.faults.clear()
     harness.sync(max_detail_requests=30)
     assert harness.rows("select count(*) from sixtyfour.workflow_run_details") == [(30,)]
@@ -297,8 +310,13 @@ def test_a_run_that_ended_behind_a_full_workflow_page_is_taken_from_its_status_p
         harness.sync(details=False)
         harness.world.advance(60)
         harness.world.set_status(job_id, "failed")
+        loads = "select count(*) from sixtyfour._dlt_loads"
+        (loads_before,) = harness.rows(loads)[0]
         report = harness.sync(details=False)
         assert report.runs_resolved_by_id == 0  # a list showed it, with all its fields
+        # In the sync's one load: only a run the sync may have handed on already waits
+        # for a second.
+        assert harness.rows(loads) == [(loads_before + 1,)]
         api = harness.world.payload(job_id)
         stored = harness.dicts(
             "select status, status_reason, error_message, updated_at "
@@ -479,6 +497,23 @@ def test_a_workflow_the_key_may_not_see_is_asked_once_per_sync_and_one_gap(
     # Its run in flight, on no page the key may read, is still followed up by id.
     stored = f"select status from sixtyfour.workflow_runs where job_id = '{tracked}'"
     assert harness.rows(stored) == [(world.payload(tracked)["status"],)]
+
+
+def test_a_narrowed_workflow_whose_active_page_is_refused_is_not_asked_its_other_statuses(
+    one_workflow: Harness,
+) -> None:
+    harness = one_workflow
+    harness.sync(details=False)
+    workflow = harness.world.workflows()[0]["id"]
+    harness.server.faults.add(
+        Fault(status=403, query={"workflow_id": workflow, "status": "active"}, times=10**6)
+    )
+    harness.world.advance(3600, new_runs=600)  # its page, and the newest, do not reach back
+    before = len(list_requests(harness))
+    report = harness.sync(details=False)
+    statuses = [q.get("status") for q in list_requests(harness)[before:] if q.get("workflow_id")]
+    assert statuses == [None, "active"]
+    assert [(g.filter.workflow_id, g.filter.status) for g in report.gaps] == [(workflow, "active")]
 
 
 def test_a_gap_stays_open_after_a_clean_incremental_sync_in_status_and_view(

@@ -8,8 +8,9 @@ import subprocess
 import sys
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
+import pyarrow as pa
 import pytest
 from dlt.pipeline.pipeline import Pipeline
 
@@ -267,3 +268,29 @@ def test_demo_refuses_a_folder_it_did_not_make_and_leaves_it_alone(tmp_path: Pat
     assert result.stderr.count("\n") == 1 and "choose an empty or new folder" in result.stderr
     assert sorted(p.name for p in directory.iterdir()) == ["sixtyfour-sync.duckdb"]
     assert (directory / "sixtyfour-sync.duckdb").read_bytes() == b"a warehouse"
+
+
+def test_a_sync_whose_only_rows_wait_for_the_second_load_is_not_taken_for_a_no_op() -> None:
+    """The runner skips dlt's steps when `begin` says only the ledger row is left."""
+    from pipelines.sixtyfour.ledger import LEDGER_TABLE
+    from pipelines.sixtyfour.prefetch import Extraction, TableStream
+
+    class Client:
+        def close(self) -> None:
+            pass
+
+    for set_aside in (False, True):
+        extraction = Extraction()
+
+        def stream(
+            _client: Any,
+            _state: Any,
+            extraction: Extraction = extraction,
+            set_aside: bool = set_aside,
+        ) -> TableStream:
+            if set_aside:
+                extraction.second_load.append(("workflow_runs", pa.table({"job_id": ["j1"]})))
+            yield LEDGER_TABLE, pa.table({"sync_id": ["s"]})
+
+        extraction.bind(lambda: cast(Any, Client()), stream)
+        assert extraction.begin({"cursor": "x"}) is not set_aside

@@ -8,6 +8,7 @@ which dlt commits with the load (a sync that fails to load does not move it).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -16,6 +17,8 @@ from typing import Any
 
 from pipelines.sixtyfour.settings import IN_FLIGHT_STATUSES
 from pipelines.sixtyfour.timestamps import from_micros, to_micros
+
+log = logging.getLogger("sixtyfour_sync.changes")
 
 
 @dataclass
@@ -68,15 +71,28 @@ class ChangeFilter:
     _by_workflow: dict[str, list[str]] = field(default_factory=dict)
 
     def use_api_clock(self, api_time: datetime | None) -> None:
-        """Take when reading began from the API's clock (its first answer's Date header).
+        """Take when reading began by the API's clock (its first answer's Date header).
 
         The cursor is compared with the API's timestamps: with this machine's clock ahead
         of the API's by more than the lag, `read_from` would no longer hold the cursor back.
-        Without a Date header this machine's clock stands. One second less, as the header
-        counts whole seconds and a page is made a moment before it is sent.
+        The earlier of the two clocks is kept, so that neither a fast host nor a Date header
+        running ahead (a proxy's, say) lets the cursor pass what later syncs must read; one
+        second less, as the header counts whole seconds and a page is made before it is sent.
         """
-        if api_time is not None:
-            self.read_from = to_micros(api_time) - 1_000_000
+        if api_time is None:
+            return
+        api_start = to_micros(api_time) - 1_000_000
+        if self.read_from is not None and abs(self.read_from - api_start) > max(
+            self.lag, 60_000_000
+        ):
+            # Not a warning: the sync reads correctly either way (the emulator's clock, for
+            # one, runs weeks behind), only a host far behind re-reads a longer window.
+            log.info(
+                "this machine's clock and the API's differ by %.0f s: the cursor is held at "
+                "the earlier one",
+                abs(self.read_from - api_start) / 1e6,
+            )
+        self.read_from = api_start if self.read_from is None else min(self.read_from, api_start)
 
     @property
     def watermark(self) -> int | None:

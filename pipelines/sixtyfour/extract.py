@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import MutableMapping, Sequence
+from collections.abc import Set as AbstractSet
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -117,8 +118,15 @@ def _extract(
     later: dict[str, dict[str, Any]] = {}
     with_blocks: set[str] = set()  # runs whose list payload carried blocks
 
+    # Workflows read to the end, whose runs were forgotten; only in the first pass, where a
+    # backfill reads most of them: the follow-up reads few pages and may show runs again.
+    forgotten: set[str] = set()
+    following_up = False
+
     def forget(workflow: str) -> None:
-        yielded.difference_update(changes.forget_workflow(workflow))
+        if not following_up:
+            yielded.difference_update(changes.forget_workflow(workflow))
+            forgotten.add(workflow)
 
     pages_read = False
     reader = ChangeReader(
@@ -135,7 +143,8 @@ def _extract(
         if not pages_read:
             changes.use_api_clock(client.first_answer_at)
             pages_read = True
-        _collect(_changed_runs(page, changes), batch, yielded, later)
+        # No page of a forgotten workflow comes in this pass: their set is not asked.
+        _collect(_changed_runs(page, changes), batch, yielded, later, frozenset())
         if len(batch) >= settings.RUNS_PER_BATCH:
             yield from _runs_tables(list(batch.values()), with_blocks)
             # Runs whose workflow was read to the end are not shown again.
@@ -154,9 +163,10 @@ def _extract(
     def unseen_runs() -> dict[str, Any]:
         return {j: t.row.get("workflow_id") for j, t in tracked.items() if j not in changes.seen}
 
+    following_up = True
     if unseen_runs():
         for page in reader.follow_up_pages(unseen_runs):
-            _collect_follow_up(_changed_runs(page, changes), batch, later)
+            _collect(_changed_runs(page, changes), batch, yielded, later, forgotten)
     yield from _runs_tables(list(batch.values()), with_blocks)
     yielded.update(batch)
     second_load.extend(_runs_tables(list(later.values()), with_blocks))
@@ -169,7 +179,9 @@ def _extract(
         else []
     )
     backlog = backlog[: max(0, options.max_detail_requests)]
-    yield from _follow_up(client, unseen, backlog, tracked, changes, report, options.concurrency)
+    yield from _follow_up(
+        client, unseen, backlog, tracked, changes, report, options.concurrency, state
+    )
 
     report.runs_seen = changes.runs_seen
     report.runs_loaded = changes.loaded
@@ -234,37 +246,23 @@ def _collect(
     batch: dict[str, dict[str, Any]],
     yielded: set[str],
     later: dict[str, dict[str, Any]],
+    forgotten: AbstractSet[str],
 ) -> None:
-    """Add changed runs to the batch, or to `later` when a batch already yielded the run."""
+    """Add changed runs to the batch, or to `later` when a batch already yielded the run.
+
+    A run of a workflow in `forgotten` (read to the end, its runs forgotten: only follow-up
+    pages show it again) goes to `later` too unless the batch holds it: an earlier batch may
+    have handed it on, and looking new again, it must not be staged twice in one package.
+    """
     runs, job_ids = changed
-    if yielded.isdisjoint(job_ids):
+    if yielded.isdisjoint(job_ids) and not forgotten:
         batch.update(zip(job_ids, runs, strict=True))  # a newer version replaces an older
         return
     for job_id, run in zip(job_ids, runs, strict=True):
-        if job_id in yielded:
+        if job_id in yielded or (job_id not in batch and run["workflow_id"] in forgotten):
             later[job_id] = run  # the change filter passes only newer versions
         else:
             batch[job_id] = run
-
-
-def _collect_follow_up(
-    changed: tuple[Sequence[dict[str, Any]], Sequence[str]],
-    batch: dict[str, dict[str, Any]],
-    later: dict[str, dict[str, Any]],
-) -> None:
-    """Add runs of follow-up pages to the batch when it holds them already, else to `later`.
-
-    A workflow read to the end was forgotten (`yielded` and the change filter no longer
-    know its runs), and a follow-up page of it shows them again as if new: one that an
-    earlier batch handed on would be staged twice in one package. In `later` it goes to the
-    second package instead, whose merge replaces it.
-    """
-    runs, job_ids = changed
-    for job_id, run in zip(job_ids, runs, strict=True):
-        if job_id in batch:
-            batch[job_id] = run
-        else:
-            later[job_id] = run
 
 
 def _runs_tables(runs: list[dict[str, Any]], with_blocks: set[str]) -> TableStream:
@@ -296,6 +294,7 @@ def _follow_up(
     changes: ChangeFilter,
     report: SyncReport,
     concurrency: int,
+    state: MutableMapping[str, Any],
 ) -> TableStream:
     if not unseen and not backlog:
         return
@@ -303,7 +302,12 @@ def _follow_up(
     reader = _LiveStatusReader(client)
     with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
         answers = list(zip(job_ids, pool.map(reader.read, job_ids), strict=True))
-    report.detail_requests = len(backlog)
+    asked = [not (isinstance(live, _Unread) and not live.asked) for _, live in answers]
+    report.detail_requests = sum(asked[len(unseen) :])
+    # job_id -> syncs whose read of a finished run's detail failed, to give up after a few
+    # (kept for the runs of this backlog only, and in the state only while there are any)
+    in_backlog = set(backlog)
+    tries = {j: n for j, n in (state.get("detail_failures") or {}).items() if j in in_backlog}
     ended: list[dict[str, Any]] = []
     started: list[dict[str, Any]] = []
     detailed: list[tuple[str, dict[str, Any]]] = []
@@ -311,10 +315,16 @@ def _follow_up(
         run = tracked.get(job_id)
         if isinstance(live, _Unread):
             report.unread_runs.append((job_id, live.reason))
-            if live.for_good and run is None:
-                # The key may never see it: no detail to be had, it leaves the backlog.
+            if run is not None or not live.asked:
+                continue  # asked again next sync; a run in flight stays tracked
+            tries[job_id] = tries.get(job_id, 0) + 1
+            if live.for_good or tries[job_id] >= settings.DETAIL_READ_TRIES:
+                # The key may never see it, or its answer stays broken: no detail to be
+                # had, it leaves the backlog rather than head it at every sync.
+                tries.pop(job_id)
                 detailed.append((job_id, {}))
-            continue  # else asked again next sync; a run in flight stays tracked
+            continue
+        tries.pop(job_id, None)
         if live is None:
             if run is not None:
                 report.unknown_runs.append(job_id)
@@ -327,7 +337,7 @@ def _follow_up(
             if status in settings.IN_FLIGHT_STATUSES:
                 # Still in flight, only missing from a full active page; one stored as
                 # queued that started is stored as running, with its start.
-                if status != run.status:
+                if (run.status, status) == ("queued", "running"):
                     started.append(_run_as_live(run, live))
                 continue
             if not status:
@@ -336,6 +346,10 @@ def _follow_up(
                 continue
             ended.append(_run_as_live(run, live))
         detailed.append((job_id, live))
+    if tries:
+        state["detail_failures"] = tries
+    else:
+        state.pop("detail_failures", None)
     if ended or started:
         table = shaping.runs_table(ended + started, "live_status")
         for job_id, updated_at in updated_at_by_job(table).items():
@@ -358,32 +372,39 @@ class _Unread:
     """A run's live_status that could not be read, and why."""
 
     reason: str
-    for_good: bool  # the API will not answer it for this key (403): not worth asking again
+    for_good: bool = False  # the API will not answer it for this key (403)
+    asked: bool = True  # False: not asked in this sync, as the API kept failing
 
 
 class _LiveStatusReader:
     """Reads live_status run by run: one run that cannot be read does not fail the sync.
 
-    Once the API keeps failing (retries spent), the rest are not asked in this sync: they
-    would only wait out their retries too.
+    Once the API kept failing on two runs (retries spent), the rest are not asked in this
+    sync: they would only wait out their retries too. One run alone may just have a broken
+    answer.
     """
 
     def __init__(self, client: SixtyfourClient) -> None:
         self._client = client
+        self._lock = threading.Lock()
+        self._failed_runs = 0
         self._api_down = threading.Event()
 
     def read(self, job_id: str) -> dict[str, Any] | _Unread | None:
         if self._api_down.is_set():
-            return _Unread("not asked: the API kept failing on another run", for_good=False)
+            return _Unread("not asked: the API kept failing on other runs", asked=False)
         try:
             return self._client.live_status(job_id)
         except ForbiddenError as exc:
             return _Unread(str(exc), for_good=True)
         except ApiUnavailableError as exc:
-            self._api_down.set()
-            return _Unread(str(exc), for_good=False)
+            with self._lock:
+                self._failed_runs += 1
+                if self._failed_runs >= 2:
+                    self._api_down.set()
+            return _Unread(str(exc))
         except ApiResponseError as exc:  # an answer the sync cannot read: perhaps next time
-            return _Unread(str(exc), for_good=False)
+            return _Unread(str(exc))
 
 
 def updated_at_by_job(runs: pa.Table) -> dict[str, int]:

@@ -56,8 +56,9 @@ class Extraction:
         """Read on a copy of the resource state until the first table to load.
 
         Returns:
-            True when the sync has nothing to load but its ledger row (kept in `ledger`) and
-            the state is unchanged; the runner may then skip dlt's steps altogether.
+            True when the sync has nothing to load but its ledger row (kept in `ledger`),
+            no run set aside for a second load, and the state is unchanged; the runner may
+            then skip dlt's steps altogether.
         """
         assert self._make_client is not None and self._stream is not None, "not bound"
         self._state = copy.deepcopy(dict(state))
@@ -73,7 +74,7 @@ class Extraction:
             raise
         self._close()
         self.ledger = self._read_ahead[-1][1] if self._read_ahead else None
-        return self._state == dict(state)
+        return self._state == dict(state) and not self.second_load
 
     def tables(self, state: MutableMapping[str, Any]) -> TableStream:
         """Every table of the sync; a begun extraction is continued and hands its state over."""

@@ -159,10 +159,10 @@ class ChangeReader:
             for future in done:
                 run_filter = pending.pop(future)
                 self.progress.partitions_done += 1
+                # A narrowed workflow's pages of ended statuses wait for its active page.
+                ended: list[RunFilter] = []
                 if run_filter.status == "active" and run_filter.workflow_id:
-                    # Whatever its answer (a page, a 403 gap, a 404), the rest may go now.
                     ended = self._after_active.pop(run_filter.workflow_id, [])
-                    waiting.extendleft(reversed(ended))
                 try:
                     answer = future.result()
                 except RequestRejectedError:
@@ -172,9 +172,13 @@ class ChangeReader:
                     self._read_one(run_filter)
                     continue
                 if answer is None:  # 403 or 404: recorded as a gap or skipped, not asked again
-                    self._pages_read[run_filter] = 0
-                    self._read_one(run_filter)
+                    # The same answer would come for the workflow's other statuses.
+                    for skipped in [run_filter, *ended]:
+                        self._pages_read[skipped] = 0
+                        self._read_one(skipped)
+                    self.progress.partitions_done += len(ended)
                     continue
+                waiting.extendleft(reversed(ended))
                 runs = answer.parse()  # here, not on the fetching thread: see fetch_runs
                 self._pages_read[run_filter] = len(runs)
                 if run_filter.status in settings.UNDOCUMENTED_STATUS_FILTERS:
