@@ -196,13 +196,13 @@ def test_detail_reads_are_capped_per_sync_and_the_rest_wait(harness: Harness) ->
     assert report.detail_requests == 0
 
 
-def _oldest_finished_run(harness: Harness) -> str:
-    """The run a sync's detail reads come to first, before any detail was read."""
-    (job_id,) = harness.rows(
+def _oldest_finished_runs(harness: Harness, count: int) -> list[str]:
+    """The runs a sync's detail reads come to first, before any detail was read."""
+    rows = harness.rows(
         "select job_id from sixtyfour.workflow_runs where status in ('completed', 'failed', "
-        "'cancelled') order by coalesce(completed_at, updated_at), job_id limit 1"
-    )[0]
-    return str(job_id)
+        f"'cancelled') order by coalesce(completed_at, updated_at), job_id limit {count}"
+    )
+    return [str(job_id) for (job_id,) in rows]
 
 
 @pytest.mark.parametrize("answer", [403, 500])
@@ -210,7 +210,7 @@ def test_a_run_whose_live_status_keeps_failing_does_not_stop_the_syncs(
     harness: Harness, answer: int
 ) -> None:
     assert run_cli(harness, "run").returncode == 0  # a first sync reads no detail
-    job_id = _oldest_finished_run(harness)
+    (job_id,) = _oldest_finished_runs(harness, 1)
     path = f"/workflows/runs/{job_id}/live_status"
     # 403: the key may no longer see the run's workflow; 500: that run's answer is broken.
     harness.server.faults.add(Fault(status=answer, path=path, times=10**6))
@@ -237,13 +237,7 @@ def test_a_run_whose_live_status_keeps_failing_does_not_stop_the_syncs(
 
 def test_when_the_api_keeps_failing_on_two_runs_the_others_wait(harness: Harness) -> None:
     harness.sync()  # a first sync reads no detail
-    backlog = [
-        job_id
-        for (job_id,) in harness.rows(
-            "select job_id from sixtyfour.workflow_runs where status in ('completed', 'failed', "
-            "'cancelled') order by coalesce(completed_at, updated_at), job_id limit 2"
-        )
-    ]
+    backlog = _oldest_finished_runs(harness, 2)
     failing = {f"/workflows/runs/{job_id}/live_status" for job_id in backlog}
     for path in failing:
         harness.server.faults.add(Fault(status=503, path=path, times=10**6))

@@ -82,17 +82,19 @@ class ChangeFilter:
         if api_time is None:
             return
         api_start = to_micros(api_time) - 1_000_000
-        if self.read_from is not None and abs(self.read_from - api_start) > max(
-            self.lag, 60_000_000
-        ):
+        if self.read_from is None:
+            self.read_from = api_start
+            return
+        skew = abs(self.read_from - api_start)
+        if skew > max(self.lag, 60_000_000):
             # Not a warning: the sync reads correctly either way (the emulator's clock, for
             # one, runs weeks behind), only a host far behind re-reads a longer window.
             log.info(
                 "this machine's clock and the API's differ by %.0f s: the cursor is held at "
                 "the earlier one",
-                abs(self.read_from - api_start) / 1e6,
+                skew / 1e6,
             )
-        self.read_from = api_start if self.read_from is None else min(self.read_from, api_start)
+        self.read_from = min(self.read_from, api_start)
 
     @property
     def watermark(self) -> int | None:

@@ -128,7 +128,7 @@ def _extract(
             yielded.difference_update(changes.forget_workflow(workflow))
             forgotten.add(workflow)
 
-    pages_read = False
+    api_clock_taken = False
     reader = ChangeReader(
         client,
         watermark=None if options.backfill or watermark is None else from_micros(watermark),
@@ -140,9 +140,9 @@ def _extract(
         on_workflow_read=forget,
     )
     for page in reader.pages():
-        if not pages_read:
+        if not api_clock_taken:
             changes.use_api_clock(client.first_answer_at)
-            pages_read = True
+            api_clock_taken = True
         # No page of a forgotten workflow comes in this pass: their set is not asked.
         _collect(_changed_runs(page, changes), batch, yielded, later, frozenset())
         if len(batch) >= settings.RUNS_PER_BATCH:
