@@ -411,6 +411,15 @@ def test_metrics_rows_match_the_reference_on_random_runs(seed: int) -> None:
         assert metric_rows(metrics_table(runs)) == reference_metric_rows(runs)
 
 
+@pytest.mark.parametrize("seed", SEEDS[:3])
+def test_metrics_given_the_runs_job_ids_are_the_same_rows(seed: int) -> None:
+    rng = random.Random(seed)
+    for _ in range(20):
+        runs = random_runs(rng)
+        job_ids = pa.array([run["job_id"] for run in runs], pa.string())
+        assert metrics_table(runs, job_ids).equals(metrics_table(runs))
+
+
 def test_metrics_of_emulated_runs_match_the_reference() -> None:
     runs = emulated_runs(3000)
     metrics = [run["metrics"] for run in runs if run["metrics"]]

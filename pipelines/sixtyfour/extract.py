@@ -9,7 +9,8 @@ from collections.abc import Set as AbstractSet
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from itertools import compress
+from itertools import compress, repeat
+from operator import is_not
 from typing import Any
 
 import pyarrow as pa
@@ -274,12 +275,18 @@ def _runs_tables(runs: list[dict[str, Any]], with_blocks: set[str]) -> TableStre
     """
     if not runs:
         return
-    yield RUNS_TABLE, shaping.runs_table(runs, "/workflows/runs")
-    yield METRICS_TABLE, metrics.metrics_table(runs)
+    table = shaping.runs_table(runs, "/workflows/runs")
+    yield RUNS_TABLE, table
+    job_ids = table["job_id"]
+    yield METRICS_TABLE, metrics.metrics_table(
+        runs, job_ids.chunk(0) if job_ids.num_chunks == 1 else job_ids.combine_chunks()
+    )
+    blocks = list(map(dict.get, runs, repeat("blocks")))
+    # Most runs carry none (null): only the others are looked at one by one.
     listed_blocks = [
-        (run["job_id"], "list", run["blocks"])
-        for run in runs
-        if run.get("blocks") not in _NO_BLOCKS
+        (runs[index]["job_id"], "list", blocks[index])
+        for index in compress(range(len(runs)), map(is_not, blocks, repeat(None)))
+        if blocks[index] not in _NO_BLOCKS
     ]
     if listed_blocks:
         with_blocks.update(job_id for job_id, _, _ in listed_blocks)

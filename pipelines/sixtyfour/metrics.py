@@ -19,8 +19,11 @@ import pyarrow.compute as pc
 from pipelines.sixtyfour.columns import NUMBER_TYPES  # a bool is kept as JSON text
 
 
-def metrics_table(runs: Iterable[dict[str, Any]]) -> pa.Table:
+def metrics_table(runs: Iterable[dict[str, Any]], job_ids: pa.Array | None = None) -> pa.Table:
     """workflow_runs__metrics rows: one per run and metric, nested keys joined with dots.
+
+    `job_ids`, when given, are the runs' job_ids in their order (the runs table's column):
+    read again from the runs, they cost about as much as a key's flattening.
 
     The batch is flattened a key at a time: the values one key holds across the runs become
     one Arrow array. The values of a key that Arrow cannot take as one array of numbers (text,
@@ -30,9 +33,13 @@ def metrics_table(runs: Iterable[dict[str, Any]]) -> pa.Table:
     its key order is kept, so each (job_id, metric) has one row, as the loader is told.
     """
     runs = list(runs)
-    metrics: list[Any] = [run.get("metrics") for run in runs]
+    metrics: list[Any] = list(map(dict.get, runs, repeat("metrics")))
     rows = _MetricRows()
-    objects = [index for index, value in enumerate(metrics) if type(value) is dict and value]
+    if set(map(type, metrics)) <= _OBJECT_OR_NULL:
+        # The documented payload: every non-empty value is an object, found in C.
+        objects = list(compress(range(len(metrics)), metrics))
+    else:
+        objects = [index for index, value in enumerate(metrics) if _is_object(value)]
     if objects:
         _flatten_level(rows, [metrics[index] for index in objects], objects, "")
     # The other runs hold None or {} (rarely another empty value): found without a Python
@@ -48,7 +55,8 @@ def metrics_table(runs: Iterable[dict[str, Any]]) -> pa.Table:
         else:
             # Not the documented object: keep it whole rather than drop it.
             rows.add_leaf(index, "", value)
-    job_ids = pa.array([run["job_id"] for run in runs], pa.string())
+    if job_ids is None:
+        job_ids = pa.array([run["job_id"] for run in runs], pa.string())
     table = rows.table(job_ids)
     if rows.colliding:
         # Only runs with an empty or dotted key can repeat a name: those are redone one by one.
@@ -63,12 +71,16 @@ def metrics_table(runs: Iterable[dict[str, Any]]) -> pa.Table:
         return table
     # A run merged again without metrics must lose its old rows too: one marker row per such
     # run makes dlt's merge delete the run's rows (merge key) and is itself never inserted.
-    marker_table = _metrics_arrow(
-        [runs[index]["job_id"] for index in markers],
-        [""] * len(markers),
-        [None] * len(markers),
-        [None] * len(markers),
-    ).set_column(4, METRICS_MARKER, pa.array([True] * len(markers)))
+    marker_table = pa.Table.from_arrays(
+        [
+            job_ids.take(pa.array(markers, pa.int32())),
+            pa.repeat(pa.scalar("", pa.string()), len(markers)),
+            pa.nulls(len(markers), pa.float64()),
+            pa.nulls(len(markers), pa.string()),
+            pa.repeat(pa.scalar(True), len(markers)),
+        ],
+        schema=METRICS_SCHEMA,
+    )
     return pa.concat_tables([table, marker_table])
 
 
@@ -257,6 +269,9 @@ def _flatten_mixed(
         _flatten_level(rows, objects, object_runs, name + ".")
 
 
+_OBJECT_OR_NULL = frozenset({dict, type(None)})
+
+
 def _is_object(value: Any) -> bool:
     return type(value) is dict and bool(value)
 
@@ -284,17 +299,3 @@ METRICS_SCHEMA = pa.schema(
     ]
 )
 
-
-def _metrics_arrow(
-    job_ids: list[str], names: list[str], values: list[float | None], texts: list[str | None]
-) -> pa.Table:
-    return pa.Table.from_arrays(
-        [
-            pa.array(job_ids, pa.string()),
-            pa.array(names, pa.string()),
-            pa.array(values, pa.float64()),
-            pa.array(texts, pa.string()),
-            pa.nulls(len(job_ids), pa.bool_()),
-        ],
-        schema=METRICS_SCHEMA,
-    )
