@@ -90,6 +90,8 @@ def print_status(status: dict[str, Any]) -> None:
             f"{row['runs_loaded'] or 0:>7} loaded {row['api_requests'] or 0:>6} requests "
             f"{seconds:8.1f}s"
         )
+        if row.get("details_unread"):
+            line += f"  {row['details_unread']} run details unread"
         if row.get("error"):
             line += f"  error: {row['error']}"
         print(line)

@@ -370,8 +370,9 @@ def _drop_stored_child_primary_keys(pipeline: Pipeline) -> None:
 
 
 def _append_ledger_row(client: warehouse.Client, ledger: pa.Table | None) -> bool:
-    """Append a ledger row with one INSERT; False when the ledger table does not exist yet."""
-    if ledger is None or not warehouse.query(client, warehouse.LEDGER_EXISTS_SQL):
+    """Append a ledger row with one INSERT; False when the ledger table does not exist yet,
+    or lacks a column (dlt adds it)."""
+    if ledger is None or not set(ledger.column_names) <= warehouse.ledger_columns(client):
         return False
     row = ledger.to_pylist()[0]
     columns = ", ".join(row)

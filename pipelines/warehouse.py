@@ -20,9 +20,22 @@ _TERMINAL = ", ".join(f"'{s}'" for s in sorted(settings.TERMINAL_STATUSES))
 
 Client = SqlClientBase[Any]
 
-# Asked before the ledger row is appended without dlt (a missing table must not be created
-# by hand, and a failed statement would spoil a PostgreSQL transaction).
-LEDGER_EXISTS_SQL = "select count(*) as n from {dataset}.sync_runs where 1 = 0"
+
+def ledger_columns(client: Client) -> set[str]:
+    """The sync_runs table's columns; none when it does not exist yet.
+
+    Asked before the ledger row is appended without dlt: a missing table, or a column an
+    older version did not have, is left for dlt to add (and a failed statement would spoil a
+    PostgreSQL transaction).
+    """
+    text = "select * from {dataset}.sync_runs where 1 = 0".replace(
+        "{dataset}", client.fully_qualified_dataset_name()
+    )
+    try:
+        with client.execute_query(text) as cursor:
+            return {column[0] for column in cursor.description or ()}
+    except (DatabaseUndefinedRelation, DestinationUndefinedEntity):
+        return set()
 
 
 def query(client: Client, sql: str, *args: Any) -> list[dict[str, Any]]:

@@ -5,7 +5,8 @@
 -- after it read as deep as the API allows (a backfill, or a first sync) and found none: an
 -- incremental sync reads on from its cursor and never looks back at what was missed. Failed
 -- syncs neither open nor close a gap. It is null until some sync has finished. The
--- `status` command applies the same rule.
+-- `status` command applies the same rule. details_unread counts the runs whose block detail
+-- (live_status) that sync could not read; its warnings name them.
 
 with syncs as (
 
@@ -49,6 +50,7 @@ final as (
         syncs.rate_limited,
         syncs.gap_detected,
         syncs.gap_detail,
+        syncs.details_unread,
         case
             when exists (select 1 from syncs where status in ('ok', 'gap'))
                 then exists (select 1 from open_gaps)

@@ -226,12 +226,16 @@ def test_a_run_whose_live_status_keeps_failing_does_not_stop_the_syncs(
             assert f"warning: live_status of run {job_id} not read" in result.stderr
             assert ("answered 403" if answer == 403 else "kept failing") in result.stderr
             assert asked == (1 if answer == 403 else 7)  # 500: six retries
+            if sync == 0:
+                assert "1 run details unread" in run_cli(harness, "status").stdout
         else:
             assert asked == 0  # it left the backlog, without its detail
         # The others' detail is read meanwhile.
         assert harness.rows("select count(*) from sixtyfour.workflow_run_details")[0][0] >= 19
         left = sync + 1 >= syncs_asking
         assert harness.rows(detailed) == [(1 if left else 0,)]
+        last = "select details_unread from sixtyfour.sync_runs order by started_at desc limit 1"
+        assert harness.rows(last) == [(1 if sync < syncs_asking else 0,)]
     assert_warehouse_matches_api(harness)
 
 
@@ -248,6 +252,8 @@ def test_when_the_api_keeps_failing_on_two_runs_the_others_wait(harness: Harness
     assert report.detail_requests == 2
     asked = {p for _, p, _, _ in harness.server.requests if p.endswith("/live_status")}
     assert asked == failing  # the others were not asked in this sync
+    last = "select details_unread from sixtyfour.sync_runs order by started_at desc limit 1"
+    assert harness.rows(last) == [(30,)]
     harness.server.faults.clear()
     harness.sync(max_detail_requests=30)
     assert harness.rows("select count(*) from sixtyfour.workflow_run_details") == [(30,)]

@@ -14,6 +14,7 @@ import pyarrow as pa
 import pytest
 from dlt.pipeline.pipeline import Pipeline
 
+from pipelines.sixtyfour import ledger
 from pipelines.sixtyfour.metrics import METRICS_MARKER
 from pipelines.sixtyfour.timestamps import parse_instant
 from tests.conftest import Harness
@@ -157,6 +158,25 @@ def test_sync_with_nothing_changed_loads_nothing(harness: Harness) -> None:
     assert ledger[-1]["status"] == "ok" and ledger[-1]["runs_loaded"] == 0
     assert ledger[-1]["api_requests"] == harness.server.request_count
     assert ledger[-1]["cursor_after"] == ledger[0]["cursor_after"]
+
+
+def test_a_ledger_without_a_newer_column_gains_it_in_a_sync_with_nothing_changed(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with monkeypatch.context() as older:
+        # The ledger as a version before details_unread wrote it (table and dlt schema).
+        before = [f for f in ledger.LEDGER_SCHEMA if f.name != "details_unread"]
+        older.setattr(ledger, "LEDGER_SCHEMA", pa.schema(before))
+        harness.sync(details=False)
+    columns = "select column_name from information_schema.columns where table_name = 'sync_runs'"
+    assert ("details_unread",) not in harness.rows(columns)
+    harness.server.reset_stats()
+    report = harness.sync(details=False)
+    assert report.runs_loaded == 0 and harness.server.request_count <= 2
+    rows = harness.dicts("select * from sixtyfour.sync_runs order by started_at")
+    assert [row["details_unread"] for row in rows] == [None, 0]
+    harness.sync(details=False)  # appended without dlt now that the column is there
+    assert len(harness.rows("select * from sixtyfour.sync_runs")) == 3
 
 
 def test_a_lost_state_folder_takes_the_cursor_from_the_warehouse(

@@ -58,7 +58,8 @@ DDL = {
         sync_id text, started_at timestamp with time zone,
         finished_at timestamp with time zone, status text, api_requests bigint,
         http_retries bigint, rate_limited bigint, runs_seen bigint, runs_loaded bigint,
-        partitions bigint, gap_detected boolean, gap_detail text, mode text,
+        partitions bigint, gap_detected boolean, gap_detail text, details_unread bigint,
+        mode text,
         cursor_before timestamp with time zone, cursor_after timestamp with time zone,
         error text""",
 }
@@ -134,13 +135,14 @@ BLOCKS = [
 ]
 
 SYNC_COLUMNS = (
-    "sync_id", "started_at", "finished_at", "status", "gap_detected", "gap_detail", "error",
+    "sync_id", "started_at", "finished_at", "status", "gap_detected", "gap_detail",
+    "details_unread", "error",
 )
 SYNCS = [
-    ("s1", "2024-05-03 08:00:00+00", "2024-05-03 08:00:42+00", "ok", False, None, None),
+    ("s1", "2024-05-03 08:00:00+00", "2024-05-03 08:00:42+00", "ok", False, None, 2, None),
     ("s2", "2024-05-03 09:00:00+00", "2024-05-03 09:01:30+00", "gap", True,
-     "wf-enrich: 500 runs changed, oldest reachable queued_at 2024-05-02T00:00:00Z", None),
-    ("s3", "2024-05-03 10:00:00+00", "2024-05-03 10:00:05+00", "failed", False, None,
+     "wf-enrich: 500 runs changed, oldest reachable queued_at 2024-05-02T00:00:00Z", 0, None),
+    ("s3", "2024-05-03 10:00:00+00", "2024-05-03 10:00:05+00", "failed", False, None, None,
      "API answered 500"),
 ]
 # fmt: on
@@ -449,6 +451,7 @@ def test_sync_health_shows_durations_and_an_open_gap(loaded: Warehouse) -> None:
     assert all(row["gap_open"] is True for row in syncs)
     assert syncs[1]["gap_detected"] is True
     assert syncs[0]["error"] == "API answered 500"
+    assert [row["details_unread"] for row in syncs] == [None, 0, 2]
 
 
 def _later_clean_sync(loaded: Warehouse, mode: str) -> None:

@@ -277,10 +277,7 @@ def _runs_tables(runs: list[dict[str, Any]], with_blocks: set[str]) -> TableStre
         return
     table = shaping.runs_table(runs, "/workflows/runs")
     yield RUNS_TABLE, table
-    job_ids = table["job_id"]
-    yield METRICS_TABLE, metrics.metrics_table(
-        runs, job_ids.chunk(0) if job_ids.num_chunks == 1 else job_ids.combine_chunks()
-    )
+    yield METRICS_TABLE, metrics.metrics_table(runs, table["job_id"].combine_chunks())
     blocks = list(map(dict.get, runs, repeat("blocks")))
     # Most runs carry none (null): only the others are looked at one by one.
     listed_blocks = [

@@ -27,6 +27,9 @@ LEDGER_SCHEMA = pa.schema(
         pa.field("runs_loaded", pa.int64()),
         pa.field("partitions", pa.int64()),
         pa.field("detail_requests", pa.int64()),
+        # Runs whose live_status could not be read (or was not asked, the API failing):
+        # each is named, with why, in the sync's warnings.
+        pa.field("details_unread", pa.int64()),
         pa.field("gap_detected", pa.bool_()),
         pa.field("gap_detail", pa.string()),
         pa.field("cursor_before", UTC_MICROS),
@@ -89,6 +92,7 @@ class SyncReport:
             "runs_loaded": self.runs_loaded,
             "partitions": self.partitions,
             "detail_requests": self.detail_requests,
+            "details_unread": len(self.unread_runs),
             "gap_detected": bool(self.gaps),
             "gap_detail": self.gap_detail,
             "cursor_before": self.cursor_before,

@@ -298,4 +298,3 @@ METRICS_SCHEMA = pa.schema(
         pa.field(METRICS_MARKER, pa.bool_()),
     ]
 )
-
