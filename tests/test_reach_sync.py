@@ -476,6 +476,62 @@ def test_a_run_queued_while_a_sync_reads_is_not_lost_with_this_clock_ahead_of_th
     assert harness.rows(stored) == [("completed",)]
 
 
+def _listed_wrongly(workflow_id: str, how: str) -> Fault:
+    """GET /workflows answered without one workflow, or with it idle for years (the list
+    lags, or leaves it out)."""
+
+    def transform(body: bytes) -> bytes:
+        items = json.loads(body)
+        if not (isinstance(items, list) and items and "id" in items[0]):
+            return body  # a runs page
+        if how == "missing":
+            items = [w for w in items if w["id"] != workflow_id]
+        for workflow in items:
+            if workflow["id"] == workflow_id:
+                workflow["last_run_date"] = "2020-01-01T00:00:00Z"
+        return json.dumps(items).encode()
+
+    return Fault(transform=transform, path="/workflows", times=10**6)
+
+
+@pytest.fixture
+def settled_harness(tmp_path: Path) -> Iterator[Harness]:
+    # No run in flight: no follow-up reads a workflow's page for a run it tracks.
+    yield from make_harness(tmp_path, in_flight_share=0)
+
+
+@pytest.mark.parametrize("how", ["missing", "idle"])
+def test_runs_of_a_workflow_the_workflow_list_leaves_out_are_still_reached(
+    settled_harness: Harness, how: str
+) -> None:
+    harness, world = settled_harness, settled_harness.world
+    harness.sync(details=False)
+    unlisted = world.workflows()[0]["id"]
+    harness.server.faults.add(_listed_wrongly(unlisted, how))
+    world.advance(3600, new_runs=900)  # the newest page no longer reaches back: it narrows
+    world.advance(7200)  # all of them end
+    before = len(list_requests(harness))
+    report = harness.sync(details=False)
+    assert report.status == "ok", report.gap_detail
+    assert report.partitions > 2
+    assert_warehouse_matches_api(harness)
+    asked = [q for q in list_requests(harness)[before:] if q.get("workflow_id") == unlisted]
+    assert asked == [{"limit": "500", "workflow_id": unlisted}]
+
+
+def test_narrowing_asks_each_workflows_page_once(harness: Harness) -> None:
+    harness.sync(details=False)
+    harness.world.advance(3600, new_runs=900)
+    before = len(list_requests(harness))
+    harness.sync(details=False)
+    pages = [
+        q["workflow_id"]
+        for q in list_requests(harness)[before:]
+        if set(q) == {"limit", "workflow_id"}
+    ]
+    assert sorted(pages) == sorted({w["id"] for w in harness.world.workflows()})
+
+
 def test_a_workflow_the_key_may_not_see_is_asked_once_per_sync_and_one_gap(
     harness: Harness,
 ) -> None:

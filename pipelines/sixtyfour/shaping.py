@@ -84,12 +84,13 @@ class PageKeys:
     """What a sync reads of every run on a page before shaping it (each parsed once)."""
 
     job_ids: Sequence[str]
+    workflow_ids: Sequence[str]
     updated: Sequence[int]  # updated_at in microseconds since the epoch
     statuses: Sequence[Any]
     oldest_queued: datetime | None  # how far back the page reaches
 
 
-_NO_KEYS = PageKeys((), (), (), None)
+_NO_KEYS = PageKeys((), (), (), (), None)
 _REQUIRED_GETTER = itemgetter(*settings.RUN_REQUIRED_FIELDS)
 
 
@@ -122,6 +123,7 @@ def page_keys(runs: Sequence[dict[str, Any]], where: str) -> PageKeys:
     updated, oldest_queued = _page_instants(required, where)
     return PageKeys(
         job_ids=required["job_id"],
+        workflow_ids=required["workflow_id"],
         updated=updated,
         statuses=required["status"],
         oldest_queued=oldest_queued,
