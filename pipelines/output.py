@@ -91,7 +91,7 @@ def print_status(status: dict[str, Any]) -> None:
             f"{seconds:8.1f}s"
         )
         if row.get("details_unread"):
-            line += f"  {row['details_unread']} run details unread"
+            line += f"  unread live_status: {row['details_unread']}"
         if row.get("error"):
             line += f"  error: {row['error']}"
         print(line)

@@ -5,8 +5,9 @@
 -- after it read as deep as the API allows (a backfill, or a first sync) and found none: an
 -- incremental sync reads on from its cursor and never looks back at what was missed. Failed
 -- syncs neither open nor close a gap. It is null until some sync has finished. The
--- `status` command applies the same rule. details_unread counts the runs whose block detail
--- (live_status) that sync could not read; its warnings name them.
+-- `status` command applies the same rule. details_unread counts the runs whose live_status
+-- that sync left unread (the read failed, or was not tried once the API kept failing): runs
+-- waiting for block detail, and runs in flight it followed up. Its warnings name them.
 
 with syncs as (
 

@@ -227,7 +227,7 @@ def test_a_run_whose_live_status_keeps_failing_does_not_stop_the_syncs(
             assert ("answered 403" if answer == 403 else "kept failing") in result.stderr
             assert asked == (1 if answer == 403 else 7)  # 500: six retries
             if sync == 0:
-                assert "1 run details unread" in run_cli(harness, "status").stdout
+                assert "unread live_status: 1" in run_cli(harness, "status").stdout
         else:
             assert asked == 0  # it left the backlog, without its detail
         # The others' detail is read meanwhile.
@@ -517,6 +517,12 @@ def test_runs_of_a_workflow_the_workflow_list_leaves_out_are_still_reached(
     assert_warehouse_matches_api(harness)
     asked = [q for q in list_requests(harness)[before:] if q.get("workflow_id") == unlisted]
     assert asked == [{"limit": "500", "workflow_id": unlisted}]
+    # Later syncs showing its runs do not read the list again for it.
+    for _ in range(2):
+        world.advance(60, new_runs=3, workflow_id=unlisted)
+        harness.server.reset_stats()
+        assert harness.sync(details=False).runs_loaded >= 3
+        assert harness.server.request_count == 2
 
 
 def test_narrowing_asks_each_workflows_page_once(harness: Harness) -> None:

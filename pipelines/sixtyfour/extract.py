@@ -153,9 +153,10 @@ def _extract(
             batch = {}
     if reader.workflows is not None:
         yield WORKFLOWS_TABLE, shaping.workflows_table(reader.workflows)
-        state["known_workflows"] = sorted(
-            w["id"] for w in reader.workflows if isinstance(w.get("id"), str)
-        )
+        listed = {w["id"] for w in reader.workflows if isinstance(w.get("id"), str)}
+        # Workflows the list left out though this sync saw their runs count as known too:
+        # reading the list again at every sync would not show them (it is read when due).
+        state["known_workflows"] = sorted(listed | reader.workflows_shown)
         state["workflows_read_at"] = utc_now().isoformat()
 
     # Runs stored as in flight that no page showed have ended (or fell off a full active

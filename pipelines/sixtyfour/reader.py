@@ -60,6 +60,7 @@ class ChangeReader:
         need_workflows: read GET /workflows even when no narrowing is needed.
         known_workflows: workflow ids already loaded; a run of another one means a new
             workflow, so the workflow list is read again.
+        workflows_shown: the workflow ids the first pages (newest, active) show runs of.
         on_workflow_read: called with a workflow's id once every page of it was consumed
             (after the last one's consumer had it) and none is left to read.
     """
@@ -73,6 +74,7 @@ class ChangeReader:
     on_progress: ProgressCallback | None = None
     on_workflow_read: Callable[[str], None] | None = None
     workflows: list[dict[str, Any]] | None = None
+    workflows_shown: set[str] = field(default_factory=set)
     gaps: list[Gap] = field(default_factory=list)
     progress: ReadProgress = field(default_factory=ReadProgress)
     _workflow_reach: dict[str, PageReach] = field(default_factory=dict)
@@ -89,10 +91,9 @@ class ChangeReader:
             new_workflow = False
             for page in self._gather(pool, first):
                 newest = page if page.filter == first[0] else newest
-                new_workflow = new_workflow or any(
-                    run.get("workflow_id") not in self.known_workflows for run in page.runs
-                )
+                self.workflows_shown.update(page.keys.workflow_ids)
                 yield page
+            new_workflow = not self.workflows_shown <= self.known_workflows
             assert newest is not None
             narrow = not newest.reach.reaches(self.watermark)
             if narrow or new_workflow or self.need_workflows:
