@@ -22,7 +22,7 @@ Client = SqlClientBase[Any]
 
 
 def ledger_columns(client: Client) -> set[str]:
-    """The sync_runs table's columns; none when it does not exist yet.
+    """The sync_runs table's columns, lower-cased; none when it does not exist yet.
 
     Asked before the ledger row is appended without dlt: a missing table, or a column an
     older version did not have, is left for dlt to add (and a failed statement would spoil a
@@ -33,7 +33,8 @@ def ledger_columns(client: Client) -> set[str]:
     )
     try:
         with client.execute_query(text) as cursor:
-            return {column[0] for column in cursor.description or ()}
+            # Lower-cased: a warehouse that folds names to upper case reports them so.
+            return {column[0].lower() for column in cursor.description or ()}
     except (DatabaseUndefinedRelation, DestinationUndefinedEntity):
         return set()
 
