@@ -175,8 +175,11 @@ def test_a_ledger_without_a_newer_column_gains_it_in_a_sync_with_nothing_changed
     assert report.runs_loaded == 0 and harness.server.request_count <= 2
     rows = harness.dicts("select * from sixtyfour.sync_runs order by started_at")
     assert [row["details_unread"] for row in rows] == [None, 0]
+    loads = "select count(*) from sixtyfour._dlt_loads"
+    loads_before = harness.rows(loads)
     harness.sync(details=False)  # appended without dlt now that the column is there
     assert len(harness.rows("select * from sixtyfour.sync_runs")) == 3
+    assert harness.rows(loads) == loads_before
 
 
 def test_a_lost_state_folder_takes_the_cursor_from_the_warehouse(

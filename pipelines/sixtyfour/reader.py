@@ -88,7 +88,6 @@ class ChangeReader:
         with ThreadPoolExecutor(max_workers=max(1, self.concurrency)) as pool:
             first = [RunFilter(), RunFilter(status="active")]
             newest: RunsPage | None = None
-            new_workflow = False
             for page in self._gather(pool, first):
                 newest = page if page.filter == first[0] else newest
                 self.workflows_shown.update(page.keys.workflow_ids)
