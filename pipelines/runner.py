@@ -48,7 +48,7 @@ from pipelines.sixtyfour.errors import (
     WarehouseMemoryError,
 )
 from pipelines.sixtyfour.extract import BLOCKS_TABLE, METRICS_TABLE, RUNS_TABLE
-from pipelines.sixtyfour.ledger import LEDGER_TABLE, SyncReport
+from pipelines.sixtyfour.ledger import LEDGER_TABLE, SyncReport, utc_now
 from pipelines.sixtyfour.reader import ProgressCallback
 
 log = logging.getLogger("sixtyfour_sync.runner")
@@ -145,7 +145,9 @@ def run_sync(warehouse_settings: WarehouseSettings, request: SyncRequest) -> Syn
             raise
     # The data has landed: views and the snapshot are extras whose failure fails nothing.
     try:
-        _apply_views(pipeline, tables_changed=loaded_by_dlt)
+        _apply_views(
+            pipeline, tables_changed=loaded_by_dlt, finished=report if loaded_by_dlt else None
+        )
         _publish(warehouse_settings)
     except Exception as exc:
         log.warning("the sync loaded, but views or the snapshot failed: %s", redact(str(exc)))
@@ -541,12 +543,15 @@ def _record_failure(pipeline: Pipeline, report: SyncReport) -> None:
             pipeline.abort_packages()
 
 
-def _apply_views(pipeline: Pipeline, tables_changed: bool) -> None:
+def _apply_views(
+    pipeline: Pipeline, tables_changed: bool, finished: SyncReport | None = None
+) -> None:
     """Create the views whose tables exist, only when the views or the tables changed.
 
     The marker beside the pipeline state holds a digest of the view files and one of the
     tables; a sync that changed no table compares the first alone and asks the warehouse
-    nothing.
+    nothing. `finished`: a sync dlt loaded, whose ledger row is stamped finished first, on
+    the same connection.
     """
     digest = hashlib.sha256()
     for view in views.load_views():
@@ -556,6 +561,8 @@ def _apply_views(pipeline: Pipeline, tables_changed: bool) -> None:
     if not tables_changed and known[:1] == [digest.hexdigest()]:
         return
     with pipeline.sql_client() as client:
+        if finished is not None:
+            _stamp_finished(client, finished)
         sql = views.existing_tables_sql(client.dataset_name)
         existing = {row[0] for row in client.execute_sql(sql) or []}
         tables = hashlib.sha256(",".join(sorted(existing)).encode()).hexdigest()
@@ -567,6 +574,24 @@ def _apply_views(pipeline: Pipeline, tables_changed: bool) -> None:
             views.drop_views(client.execute_sql, client.dataset_name)
         views.apply_views(client.execute_sql, client.dataset_name, existing)
     marker.write_text(f"{digest.hexdigest()} {tables}")
+
+
+def _stamp_finished(client: warehouse.Client, report: SyncReport) -> None:
+    """Move the ledger row's finished_at to now: it was stamped when the extraction ended, the
+    row being part of the load, whose time a sync's duration leaves out otherwise."""
+    report.finished_at = utc_now()
+    table = client.make_qualified_table_name(LEDGER_TABLE)
+    try:
+        client.execute_sql(
+            f"update {table} set finished_at = %s where sync_id = %s",
+            report.finished_at,
+            report.sync_id,
+        )
+    except Exception as exc:  # the row and the data are in; only the duration is short
+        log.warning(
+            "the sync loaded, but its ledger row's finished_at was not updated: %s",
+            redact(str(exc)),
+        )
 
 
 def _restore_views(pipeline: Pipeline) -> None:

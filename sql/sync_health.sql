@@ -1,5 +1,6 @@
 -- sync_health: did the recent syncs work, how long did they take, and is a gap still open?
--- grain: one row per sync (sync_id), newest first.
+-- grain: one row per sync (sync_id), newest first. duration_seconds runs from the sync's
+-- start to the end of its load (to its ledger row, for a sync with nothing to load).
 -- A gap is a stretch of runs the sync could not reach (more changed runs than the API's
 -- 500-run cap lets it read back). gap_open is true while a sync reported a gap and no sync
 -- after it read as deep as the API allows (a backfill, or a first sync) and found none: an

@@ -160,6 +160,18 @@ def test_sync_with_nothing_changed_loads_nothing(harness: Harness) -> None:
     assert ledger[-1]["cursor_after"] == ledger[0]["cursor_after"]
 
 
+def test_a_syncs_ledger_row_finishes_after_its_load(harness: Harness) -> None:
+    for _ in range(2):
+        report = harness.sync(details=False)
+        harness.world.advance(600, new_runs=20)
+        (finished,) = harness.rows(
+            f"select finished_at from sixtyfour.sync_runs where sync_id = '{report.sync_id}'"
+        )[0]
+        (loaded,) = harness.rows("select max(inserted_at) from sixtyfour._dlt_loads")[0]
+        assert finished >= loaded  # the load's time is part of the sync's duration
+        assert finished == report.finished_at
+
+
 def test_a_ledger_without_a_newer_column_gains_it_in_a_sync_with_nothing_changed(
     harness: Harness, monkeypatch: pytest.MonkeyPatch
 ) -> None:
