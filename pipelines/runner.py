@@ -150,7 +150,10 @@ def run_sync(warehouse_settings: WarehouseSettings, request: SyncRequest) -> Syn
         )
         _publish(warehouse_settings)
     except Exception as exc:
-        log.warning("the sync loaded, but views or the snapshot failed: %s", redact(str(exc)))
+        log.warning(
+            "the sync loaded, but views, its ledger row's finish time or the snapshot failed: %s",
+            redact(str(exc)),
+        )
     return report
 
 
@@ -579,14 +582,13 @@ def _apply_views(
 def _stamp_finished(client: warehouse.Client, report: SyncReport) -> None:
     """Move the ledger row's finished_at to now: it was stamped when the extraction ended, the
     row being part of the load, whose time a sync's duration leaves out otherwise."""
-    report.finished_at = utc_now()
+    finished = utc_now()
     table = client.make_qualified_table_name(LEDGER_TABLE)
     try:
         client.execute_sql(
-            f"update {table} set finished_at = %s where sync_id = %s",
-            report.finished_at,
-            report.sync_id,
+            f"update {table} set finished_at = %s where sync_id = %s", finished, report.sync_id
         )
+        report.finished_at = finished
     except Exception as exc:  # the row and the data are in; only the duration is short
         log.warning(
             "the sync loaded, but its ledger row's finished_at was not updated: %s",
