@@ -145,15 +145,10 @@ def run_sync(warehouse_settings: WarehouseSettings, request: SyncRequest) -> Syn
             raise
     # The data has landed: views and the snapshot are extras whose failure fails nothing.
     try:
-        _apply_views(
-            pipeline, tables_changed=loaded_by_dlt, finished=report if loaded_by_dlt else None
-        )
+        _apply_views(pipeline, tables_changed=loaded_by_dlt)
         _publish(warehouse_settings)
     except Exception as exc:
-        log.warning(
-            "the sync loaded, but views, its ledger row's finish time or the snapshot failed: %s",
-            redact(str(exc)),
-        )
+        log.warning("the sync loaded, but views or the snapshot failed: %s", redact(str(exc)))
     return report
 
 
@@ -232,7 +227,7 @@ def _sync(
         # append to every table: DuckDB needs little memory for that, however many runs it
         # is. (The ledger is always appended to; a failed sync may have left a row in it.)
         appends_only = extraction.append_tables >= set(DATA_TABLES) - {LEDGER_TABLE}
-        load_packages(pipeline, warehouse_settings, appends_only=appends_only)
+        load_packages(pipeline, warehouse_settings, appends_only=appends_only, finished=report)
         if gained_rows:
             repair_reloaded_rows(pipeline, warehouse_settings)
     except PipelineStepFailed as exc:
@@ -261,7 +256,10 @@ def _gained_rows(
 
 
 def load_packages(
-    pipeline: Pipeline, warehouse_settings: WarehouseSettings, appends_only: bool = False
+    pipeline: Pipeline,
+    warehouse_settings: WarehouseSettings,
+    appends_only: bool = False,
+    finished: SyncReport | None = None,
 ) -> None:
     """dlt's load step, with the settings the destination wants.
 
@@ -271,34 +269,46 @@ def load_packages(
             and one at a time within the configured one if that was not enough. (Runs that
             changed while the sync read them merge in a package of their own, loaded the
             same way: a few runs, which the lower limit holds too.)
+        finished: the sync whose ledger row the packages carry: once they have loaded, the
+            row's finished_at (stamped when the extraction ended) is stamped again, on the
+            connection held open around the load.
     """
-    if warehouse_settings.duckdb_path is None:
-        # Other warehouses load their tables side by side, as dlt does by default.
-        pipeline.load(workers=20)
-        return
-    lean_limit = warehouse_settings.append_memory_limit() if appends_only else None
+    # Held open around the load: for DuckDB each job opens the file and the last to close it
+    # checkpoints and closes it, so a 200,000-run backfill loads about 0.15 s faster, within
+    # the same memory limit. Opening it first is also where the sync waits while another
+    # process (a BI tool, a DuckDB shell) holds the file.
+    with opened(pipeline.sql_client(), warehouse_settings) as client:
+        if warehouse_settings.duckdb_path is None:
+            # Other warehouses load their tables side by side, as dlt does by default.
+            pipeline.load(workers=20)
+        else:
+            _load_into_duckdb(pipeline, warehouse_settings, appends_only)
+        if finished is not None:
+            _stamp_finished(client, finished)
+
+
+def _load_into_duckdb(
+    pipeline: Pipeline, warehouse_settings: WarehouseSettings, appends_only: bool
+) -> None:
     # A sync that merges (any after the first) loads one table at a time: a merge's delete
     # needs memory in proportion to the runs it replaces, and side by side the tables would
-    # share one limit. Each job opens the file and the last to close it checkpoints and
-    # closes it: held open meanwhile, a 200,000-run backfill loads about 0.15 s faster,
-    # within the same memory limit. Opening it first is also where the sync waits while
-    # another process (a BI tool, a DuckDB shell) holds the file.
-    with opened(pipeline.sql_client(), warehouse_settings):
-        if lean_limit is not None:
-            try:
-                with _duckdb_memory_limit(pipeline, lean_limit):
-                    pipeline.load(workers=APPEND_WORKERS)
-                return
-            except PipelineStepFailed as exc:
-                if not any(_out_of_memory(cause) for cause in _causes(exc)):
-                    raise
-            # What loaded stays loaded; the jobs left over run within the configured limit.
-            log.info(
-                "appending needed more than %s: loading the rest within %s",
-                lean_limit,
-                warehouse_settings.duckdb_memory_limit,
-            )
-        pipeline.load(workers=1)
+    # share one limit.
+    lean_limit = warehouse_settings.append_memory_limit() if appends_only else None
+    if lean_limit is not None:
+        try:
+            with _duckdb_memory_limit(pipeline, lean_limit):
+                pipeline.load(workers=APPEND_WORKERS)
+            return
+        except PipelineStepFailed as exc:
+            if not any(_out_of_memory(cause) for cause in _causes(exc)):
+                raise
+        # What loaded stays loaded; the jobs left over run within the configured limit.
+        log.info(
+            "appending needed more than %s: loading the rest within %s",
+            lean_limit,
+            warehouse_settings.duckdb_memory_limit,
+        )
+    pipeline.load(workers=1)
 
 
 @contextmanager
@@ -546,15 +556,12 @@ def _record_failure(pipeline: Pipeline, report: SyncReport) -> None:
             pipeline.abort_packages()
 
 
-def _apply_views(
-    pipeline: Pipeline, tables_changed: bool, finished: SyncReport | None = None
-) -> None:
+def _apply_views(pipeline: Pipeline, tables_changed: bool) -> None:
     """Create the views whose tables exist, only when the views or the tables changed.
 
     The marker beside the pipeline state holds a digest of the view files and one of the
     tables; a sync that changed no table compares the first alone and asks the warehouse
-    nothing. `finished`: a sync dlt loaded, whose ledger row is stamped finished first, on
-    the same connection.
+    nothing.
     """
     digest = hashlib.sha256()
     for view in views.load_views():
@@ -564,8 +571,6 @@ def _apply_views(
     if not tables_changed and known[:1] == [digest.hexdigest()]:
         return
     with pipeline.sql_client() as client:
-        if finished is not None:
-            _stamp_finished(client, finished)
         sql = views.existing_tables_sql(client.dataset_name)
         existing = {row[0] for row in client.execute_sql(sql) or []}
         tables = hashlib.sha256(",".join(sorted(existing)).encode()).hexdigest()

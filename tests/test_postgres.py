@@ -120,6 +120,9 @@ def test_first_sync_loads_exactly_the_api_runs(postgres: PostgresWarehouse) -> N
     assert workflows == len(postgres.harness.world.workflows())
     ledger = postgres.dicts("select status, runs_loaded from {dataset}.sync_runs")
     assert ledger == [{"status": "ok", "runs_loaded": report.runs_loaded}]
+    # Stamped after the load, on the connection held open around it.
+    finished = postgres.scalar("select finished_at from {dataset}.sync_runs")
+    assert finished >= postgres.scalar("select max(inserted_at) from {dataset}._dlt_loads")
 
 
 def test_next_sync_brings_changes_without_duplicates_and_replaces_metric_rows(
