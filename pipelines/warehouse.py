@@ -28,9 +28,7 @@ def ledger_columns(client: Client) -> set[str]:
     older version did not have, is left for dlt to add (and a failed statement would spoil a
     PostgreSQL transaction).
     """
-    text = "select * from {dataset}.sync_runs where 1 = 0".replace(
-        "{dataset}", client.fully_qualified_dataset_name()
-    )
+    text = f"select * from {client.make_qualified_table_name('sync_runs')} where 1 = 0"
     try:
         with client.execute_query(text) as cursor:
             # Lower-cased: a warehouse that folds names to upper case reports them so.
