@@ -66,6 +66,19 @@ def test_a_run_on_the_in_flight_page_unknown_to_the_warehouse_is_loaded() -> Non
     ]
 
 
+def test_a_run_in_flight_behind_the_watermark_unknown_to_the_warehouse_is_loaded_once() -> None:
+    # The newest page comes first: a run in flight with an old timestamp is on both.
+    changes = ChangeFilter(cursor=T, lag=0)
+    run = ("x", T - 86_400 * SECOND, "running")
+    assert changes.select(*page(run)) == [True]
+    assert changes.select(*page(run), in_flight_page=True) == [False]  # loaded once
+
+
+def test_a_run_ended_behind_the_watermark_is_not_loaded_again() -> None:
+    changes = ChangeFilter(cursor=T, lag=0)
+    assert changes.select(*page(("x", T - 86_400 * SECOND, "completed"))) == [False]
+
+
 def test_the_same_run_on_two_pages_loads_once_unless_it_moved_on() -> None:
     changes = ChangeFilter(cursor=None, lag=0)
     assert changes.select(*page(("a", T, "running"))) == [True]

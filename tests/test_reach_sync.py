@@ -55,6 +55,35 @@ def test_run_queued_far_outside_the_newest_500_that_finishes_later_is_updated(
     assert requested == {"/workflows/runs"}
 
 
+def test_a_run_first_shown_in_flight_with_an_old_timestamp_is_loaded_and_followed(
+    harness: Harness,
+) -> None:
+    # A late write: runs the API shows for the first time, in flight since days ago, so
+    # behind the cursor and also on the newest page, which the sync reads before the
+    # page of runs in flight.
+    harness.sync(details=False)
+    now = harness.world.now
+    late = set(
+        harness.world.add_runs(
+            4, status="running", queued_between=(now - timedelta(days=6), now - timedelta(hours=2))
+        )
+    )
+    harness.world.advance(60)
+    newest = {run["job_id"] for run in json.loads(harness.world.runs_json(limit=500))}
+    assert late <= newest
+    report = harness.sync(details=False)
+    assert report.status == "ok"
+    stored = harness.rows("select job_id, status from sixtyfour.workflow_runs")
+    assert {(job_id, "running") for job_id in late} <= set(stored)
+    assert_warehouse_matches_api(harness)
+    # Stored as in flight, they are followed once they end, off every page the sync reads.
+    for job_id in late:
+        harness.world.set_status(job_id, "completed")
+    harness.world.advance(60, new_runs=600)
+    assert harness.sync(details=False).status == "ok"
+    assert_warehouse_matches_api(harness)
+
+
 @pytest.fixture
 def one_workflow(tmp_path: Path) -> Iterator[Harness]:
     yield from make_harness(tmp_path, runs=1200, workflows=1)

@@ -110,8 +110,9 @@ class ChangeFilter:
     ) -> list[bool]:
         """A mask over a page's runs (ids, updated_at in microseconds, statuses): True to load.
 
-        On the page of runs in flight, a run the warehouse does not hold as in flight is
-        loaded whatever its updated_at: it may have been written with an old timestamp.
+        A run in flight that the warehouse does not hold as in flight is loaded whatever its
+        updated_at: it may have been written with an old timestamp (a late write). Every
+        run on the page of runs in flight counts as in flight, whatever status it shows.
         `workflow` is the workflow the page was filtered by (None: a page of all workflows).
         """
         watermark = self.watermark
@@ -141,7 +142,10 @@ class ChangeFilter:
             elif in_flight_page:
                 chosen = True
             elif updated_at < floor:
-                chosen = False
+                # Passed over here, it would count as read when the page of runs in flight
+                # shows it, and stay out of the warehouse, and so untracked, until it ends:
+                # by then its queued_at may be older than any page the sync reads.
+                chosen = type(status) is str and status in IN_FLIGHT_STATUSES
             else:
                 chosen = recent.get(job_id) != updated_at
             mask.append(chosen)
