@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from typing import Any
 
 import orjson
 import pytest
 
 from pipelines.emulator import Fault
 from pipelines.emulator.faults import LONE_SURROGATE_READ
+from pipelines.sixtyfour.bounds import check_bounds
 from pipelines.sixtyfour.client import _parse_json
-from pipelines.sixtyfour.errors import ApiResponseError
+from pipelines.sixtyfour.errors import ApiResponseError, ConfigError
 from tests.conftest import API_KEY, Harness, cli_env, run_cli
 
 
@@ -273,6 +275,51 @@ def test_a_setting_with_a_bad_value_exits_2_naming_it(harness: Harness) -> None:
     assert "lag_seconds" in result.stderr and result.stderr.count("\n") == 1
     assert "must be a number" in result.stderr
     assert harness.server.request_count == 0
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "words"),
+    [
+        ("LAG_SECONDS", "-600", "seconds from 0 to a year"),  # would skip runs silently
+        ("LAG_SECONDS", "nan", "seconds from 0 to a year"),
+        ("RATE_LIMIT_PER_MINUTE", "0.5", "0 (no limit) or a number of requests per minute"),
+        ("TIMEOUT_SECONDS", "0", "seconds above 0"),
+        ("WORKFLOWS_REFRESH_HOURS", "inf", "hours from 0 to a year"),
+    ],
+)
+def test_a_setting_out_of_its_range_exits_2_naming_it_and_keeps_what_is_loaded(
+    harness: Harness, name: str, value: str, words: str
+) -> None:
+    assert run_cli(harness, "run", "--no-details").returncode == 0
+    stored = "select job_id, updated_at from sixtyfour.workflow_runs order by 1"
+    loaded = harness.rows(stored)
+    harness.world.advance(600, new_runs=20)
+    harness.server.reset_stats()
+    setting: dict[str, Any] = {f"SOURCES__SIXTYFOUR__{name}": value}
+    result = run_cli(harness, "run", "--no-details", **setting)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1
+    assert f"sources.sixtyfour.{name.lower()}" in result.stderr and words in result.stderr
+    assert harness.server.request_count == 0
+    assert harness.rows(stored) == loaded
+
+
+def test_settings_at_the_ends_of_their_ranges_are_taken() -> None:
+    check_bounds(
+        lag_seconds=0,
+        rate_limit_per_minute=0,  # no limit
+        concurrency=1,
+        max_detail_requests=0,
+        max_retries=0,
+        max_retry_wait_seconds=0,
+        workflows_refresh_hours=8760,
+        timeout_seconds=0.5,
+    )
+    check_bounds(lag_seconds=365 * 86_400, rate_limit_per_minute=1)
+    with pytest.raises(ConfigError, match="max_retries"):
+        check_bounds(max_retries=-1)
+    with pytest.raises(ConfigError, match="lag_seconds"):
+        check_bounds(lag_seconds=365 * 86_400 + 1)
 
 
 @pytest.mark.parametrize(

@@ -23,6 +23,7 @@ from dlt.common.pipeline import TPipelineState, pipeline_state
 from dlt.extract.resource import DltResource
 
 from pipelines.sixtyfour import settings
+from pipelines.sixtyfour.bounds import check_bounds
 from pipelines.sixtyfour.changes import TrackedRun, hold_back
 from pipelines.sixtyfour.client import SixtyfourClient
 from pipelines.sixtyfour.extract import (
@@ -156,6 +157,16 @@ def sixtyfour(
         extraction: lets the caller begin the extraction before dlt's extract step (the
             runner does, to append a no-change sync's ledger row without dlt's steps).
     """
+    check_bounds(
+        lag_seconds=lag_seconds,
+        max_detail_requests=max_detail_requests,
+        rate_limit_per_minute=rate_limit_per_minute,
+        concurrency=concurrency,
+        timeout_seconds=timeout_seconds,
+        max_retries=max_retries,
+        max_retry_wait_seconds=max_retry_wait_seconds,
+        workflows_refresh_hours=workflows_refresh_hours,
+    )
     options = SyncOptions(
         lag_seconds=lag_seconds,
         backfill=backfill,
