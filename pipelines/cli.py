@@ -170,12 +170,26 @@ def _sync(
     return run_sync(WarehouseSettings.resolve(destination), request)
 
 
+class _RedactingHandler(logging.StreamHandler):
+    """Writes log lines to stderr with the API key hidden, tracebacks included: an error
+    can quote what the API answered, and a broken answer may echo the key."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        from pipelines.output import redact
+
+        return redact(super().format(record))
+
+
 def _setup_logging(verbose: bool) -> None:
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
+        handlers=[_RedactingHandler(sys.stderr)],
     )
+    # dlt logs through a logger of its own, which keeps the first handler it finds on it.
+    dlt_logger = logging.getLogger("dlt")
+    if not dlt_logger.handlers:
+        dlt_logger.addHandler(_RedactingHandler(sys.stderr))
     # httpx logs every request at INFO; the sync's own counters say more.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     if not verbose:

@@ -16,7 +16,7 @@ from pipelines.sixtyfour.changes import TrackedRun
 from pipelines.sixtyfour.columns import integer_column
 from pipelines.sixtyfour.extract import _run_as_live, _runs_tables
 from pipelines.sixtyfour.shaping import blocks_table, details_table, runs_table, workflows_table
-from tests.conftest import Harness, make_harness, run_cli
+from tests.conftest import API_KEY, Harness, make_harness, run_cli
 
 
 def test_a_known_field_arriving_with_another_type_is_kept_as_text(harness: Harness) -> None:
@@ -374,3 +374,14 @@ def test_api_key_never_appears_in_output_state_traces_or_warehouse(tmp_path: Pat
         assert files_containing(tmp_path / "dlt", MARKER.encode()) == []
         assert MARKER.encode() not in harness.duckdb_path.read_bytes()
         assert (tmp_path / "dlt").exists() and harness.duckdb_path.exists()
+
+
+def test_an_answer_echoing_the_key_is_quoted_without_it_in_verbose_tracebacks(
+    harness: Harness,
+) -> None:
+    # A broken answer (a proxy's error page, say) may repeat the key the request carried.
+    harness.server.faults.add(Fault(body=f"<html>bad key {API_KEY}</html>".encode(), times=20))
+    result = run_cli(harness, "run", "--verbose")
+    assert result.returncode == 5, result.stderr
+    assert "Traceback" in result.stderr and "<html>bad key ***</html>" in result.stderr
+    assert API_KEY not in result.stdout + result.stderr
