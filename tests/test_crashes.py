@@ -205,7 +205,11 @@ def fetched_but_not_loaded(harness: Harness) -> set[str]:
         stderr=subprocess.PIPE,
         text=True,
     )
-    time.sleep(1.5)  # the sync has checked the file and waits on the slow page
+    # Once the slow page is asked for, the sync has checked the file and waits on the page.
+    deadline = time.monotonic() + 30
+    while len(harness.server.faults) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not harness.server.faults, "the sync never asked for the slow page"
     reader = duckdb.connect(str(harness.duckdb_path), read_only=True)
     try:
         _, stderr = sync.communicate(timeout=60)
