@@ -24,7 +24,7 @@ from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
 from dlt.pipeline.exceptions import PipelineStepFailed
 from dlt.pipeline.pipeline import Pipeline
 
-from pipelines import views, warehouse
+from pipelines import state_owner, views, warehouse
 from pipelines.config import (
     APPEND_WORKERS,
     DUCKDB_DISABLED_COMPRESSION,
@@ -118,6 +118,8 @@ def run_sync(warehouse_settings: WarehouseSettings, request: SyncRequest) -> Syn
     report = SyncReport(mode="backfill" if request.backfill else "run")
     with lock_for(pipeline):
         try:
+            owner = state_owner.warehouse_key(pipeline, warehouse_settings)
+            state_owner.set_aside_another_warehouses_state(pipeline, owner)
             _finish_pending(pipeline, warehouse_settings)
             if (
                 not request.full_refresh
@@ -127,6 +129,7 @@ def run_sync(warehouse_settings: WarehouseSettings, request: SyncRequest) -> Syn
                 # No local state (a new DLT_DATA_DIR): take the cursor from the warehouse,
                 # where dlt keeps it with every load, rather than read everything again.
                 pipeline.sync_destination()
+            state_owner.claim(pipeline, owner)
             with lean_cycle_collection():
                 loaded_by_dlt = _sync(pipeline, warehouse_settings, request, report)
         except Exception as exc:

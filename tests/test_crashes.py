@@ -288,3 +288,22 @@ def test_sync_killed_after_a_file_was_loaded_does_not_load_it_twice(
         ("workflow_runs__blocks", "job_id, block_index"),
     ):
         assert harness.repeated_keys(table, key) == 0, table
+
+
+def test_a_load_another_warehouse_left_unfinished_is_neither_dropped_nor_loaded_here(
+    harness: Harness, tmp_path: Path
+) -> None:
+    assert run_cli(harness, "run", "--no-details").returncode == 0
+    harness.world.advance(600, new_runs=20)
+    fetched_but_not_loaded(harness)
+    first = harness.duckdb_path
+    harness.duckdb_path = tmp_path / "another.duckdb"
+    result = run_cli(harness, "run", "--no-details")
+    assert result.returncode == 2, result.stderr
+    assert "left unfinished" in result.stderr and result.stderr.count("\n") == 1
+    assert not harness.duckdb_path.exists()
+    harness.duckdb_path = first
+    assert run_cli(harness, "run", "--no-details").returncode == 0
+    assert_warehouse_matches_api(harness)
+    (syncs,) = harness.rows("select count(*) from sixtyfour.sync_runs")[0]
+    assert syncs == 3  # the unfinished package was loaded where it belonged

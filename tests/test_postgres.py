@@ -275,3 +275,18 @@ def test_rows_a_resumed_load_repeated_are_kept_once(postgres: PostgresWarehouse)
     assert repeated["n"] == 0
     (syncs,) = postgres.dicts("select count(*) as n from {dataset}.sync_runs")
     assert syncs["n"] == 1
+
+
+def test_a_duckdb_file_and_postgresql_sharing_the_state_folder_each_keep_their_cursor(
+    postgres: PostgresWarehouse,
+) -> None:
+    # The default DLT_DATA_DIR is one per user: a DuckDB file tried out and a PostgreSQL
+    # warehouse synced from the same account share it.
+    world = postgres.harness.world
+    postgres.sync(details=False)
+    world.advance(600, new_runs=10)  # not yet in PostgreSQL
+    postgres.harness.sync(details=False)  # into the harness's DuckDB file
+    world.advance(600, new_runs=10)
+    report = postgres.sync(details=False)
+    assert report.runs_loaded >= 20  # from PostgreSQL's own cursor on
+    assert_postgres_matches_api(postgres)

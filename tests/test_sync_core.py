@@ -225,9 +225,27 @@ def test_a_new_warehouse_file_with_the_old_state_folder_gets_every_run(
     assert report.cursor_before is None  # read as deep as a first sync
     assert report.runs_loaded == len(harness.world.runs())
     assert_warehouse_matches_api(harness)
-    assert any("of another warehouse" in r.getMessage() for r in caplog.records)
+    assert any("another warehouse" in r.getMessage() for r in caplog.records)
     # Its cursor is this warehouse's now: the next sync reads on from it.
     assert harness.sync(details=False).runs_loaded == 0
+
+
+def test_going_back_to_a_warehouse_after_another_shared_the_state_folder_loses_nothing(
+    harness: Harness, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    first = harness.duckdb_path
+    harness.sync(details=False)
+    harness.world.advance(600, new_runs=10)  # changes the first warehouse has not seen yet
+    harness.duckdb_path = tmp_path / "elsewhere" / "second.duckdb"
+    harness.sync(details=False)
+    harness.world.advance(600, new_runs=10)
+    harness.duckdb_path = first
+    report = harness.sync(details=False)
+    # Read on from the first warehouse's own cursor, not the second's.
+    assert report.runs_loaded >= 20
+    assert_warehouse_matches_api(harness)
+    assert any("another warehouse's" in r.getMessage() for r in caplog.records)
+    assert harness.sync(details=False).runs_loaded == 0  # and it is this warehouse's again
 
 
 def test_mixed_timestamp_offsets_are_stored_as_the_same_instants(harness: Harness) -> None:
