@@ -67,6 +67,6 @@ case $status in
     0) log "done (exit 0)" ;;
     3) alert "done with a gap (exit 3): some changes could not be read; see sync_runs.gap_detail" ;;
     4) log "skipped (exit 4): another sync of this pipeline is still running" ;;
-    *) alert "failed (exit $status); the lines above say why" ;;
+    *) alert "failed (exit $status); its error line is in the log" ;;
 esac
 exit "$status"

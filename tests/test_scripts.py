@@ -94,7 +94,7 @@ def test_failed_sync_passes_its_exit_code_through_and_says_so_on_stderr(
     log = tmp_path / "sync.log"
     result = run_wrapper(harness, log, SOURCES__SIXTYFOUR__API_KEY="wrong-key")
     assert result.returncode == 2  # the key was rejected
-    alert = "failed (exit 2); the lines above say why"
+    alert = "failed (exit 2); its error line is in the log"
     assert result.stderr == f"sixtyfour-sync: {alert} (log: {log})\n"
     lines = log_lines(log)
     assert any(line.startswith("error: ") for line in lines), lines
