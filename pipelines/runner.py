@@ -18,6 +18,7 @@ from dlt.common.configuration.exceptions import (
     ConfigFieldMissingException,
     ConfigurationException,
     ConfigValueCannotBeCoercedException,
+    InvalidNativeValue,
 )
 from dlt.common.destination.exceptions import UnknownDestinationModule
 from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
@@ -46,6 +47,7 @@ from pipelines.sixtyfour.errors import (
     DestinationBusyError,
     SyncError,
     WarehouseMemoryError,
+    WarehouseUnreachableError,
 )
 from pipelines.sixtyfour.extract import BLOCKS_TABLE, METRICS_TABLE, RUNS_TABLE
 from pipelines.sixtyfour.ledger import LEDGER_TABLE, SyncReport, utc_now
@@ -115,6 +117,11 @@ def run_sync(warehouse_settings: WarehouseSettings, request: SyncRequest) -> Syn
         pipeline = make_pipeline(warehouse_settings)
     except (ConfigurationException, UnknownDestinationModule) as exc:
         raise _bad_setting(exc, destination) from None
+    except OSError as exc:  # the DuckDB file's folder cannot be made
+        raise ConfigError(
+            f"the DuckDB file's folder cannot be made ({exc.strerror}: {exc.filename}): fix "
+            "DESTINATION__DUCKDB__CREDENTIALS or the folder"
+        ) from None
     report = SyncReport(mode="backfill" if request.backfill else "run")
     with lock_for(pipeline):
         try:
@@ -135,7 +142,9 @@ def run_sync(warehouse_settings: WarehouseSettings, request: SyncRequest) -> Syn
         except Exception as exc:
             # dlt meets a missing or bad destination setting only once it connects.
             setting = next((c for c in _causes(exc) if isinstance(c, _SETTING_ERRORS)), None)
-            failure = exc if setting is None else _bad_setting(setting, destination)
+            failure: Exception = exc if setting is None else _bad_setting(setting, destination)
+            if failure is exc:
+                failure = _connection_failure(exc, destination) or exc
             if isinstance(failure, SyncError):
                 report.error = redact(str(failure))
             else:
@@ -427,6 +436,13 @@ def _bad_setting(exc: Exception, destination: str) -> ConfigError:
             f"setting '{exc.field_name}' must be a {kind}: fix it in .dlt/config.toml or "
             "its environment variable"
         )
+    if isinstance(exc, InvalidNativeValue):
+        return ConfigError(
+            f"the credentials of destination {destination} cannot be read (for a database "
+            "server: a URL such as postgresql://user:password@host:5432/database): fix "
+            f"DESTINATION__{destination.upper()}__CREDENTIALS or [destination.{destination}] "
+            "in .dlt/secrets.toml"
+        )
     if isinstance(exc, UnknownDestinationModule):
         return ConfigError(
             f"unknown destination {destination!r}: name a dlt destination, such as duckdb "
@@ -434,6 +450,56 @@ def _bad_setting(exc: Exception, destination: str) -> ConfigError:
         )
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     return ConfigError(f"bad configuration: {redact(first)[:200]}")
+
+
+# What database drivers say when a connection fails (PostgreSQL's libpq, for one): with
+# the server's refusal of the credentials, or without reaching a server at all.
+_REFUSED_CREDENTIALS = (
+    "password authentication failed",
+    "does not exist",  # the role or the database
+    "no pg_hba.conf entry",
+    "authentication failed",
+    "access denied",
+)
+_NOT_REACHED = (
+    "connection refused",
+    "could not connect",
+    "could not translate host name",
+    "name or service not known",
+    "no route to host",
+    "timeout expired",
+    "timed out",
+)
+
+
+def _connection_failure(exc: BaseException, destination: str) -> SyncError | None:
+    """A failure to connect to the warehouse's server, as one line saying what to check.
+
+    Refused credentials are a setting to fix (exit 2); a server not reached may be down, or
+    named wrongly (exit 8). None when the failure is something else (DuckDB has no server).
+    """
+    if destination == "duckdb":
+        return None
+    for cause in _causes(exc):
+        if type(cause).__name__ != "OperationalError":
+            continue
+        said = str(cause).lower()
+        # libpq: 'connection to server at "host", port N failed: FATAL:  role "x" does ...',
+        # then a hint on a line of its own.
+        first = (str(cause).strip().splitlines() or [""])[0]
+        reason = " ".join(first.split(" failed: ", 1)[-1].removeprefix("FATAL:").split())[:200]
+        setting = f"DESTINATION__{destination.upper()}__CREDENTIALS"
+        if any(words in said for words in _REFUSED_CREDENTIALS):
+            return ConfigError(
+                f"the warehouse ({destination}) refused the connection: {redact(reason)}: "
+                f"check {setting}"
+            )
+        if any(words in said for words in _NOT_REACHED):
+            return WarehouseUnreachableError(
+                f"the warehouse ({destination}) could not be reached: {redact(reason)}: check "
+                f"that its server runs and that {setting} names its host and port"
+            )
+    return None
 
 
 _TRUE_WORDS = frozenset({"true", "1", "yes", "on"})

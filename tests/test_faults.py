@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -373,6 +374,18 @@ def test_a_bad_warehouse_setting_exits_2_naming_it(harness: Harness) -> None:
     result = run_cli(harness, "run", SIXTYFOUR_SYNC__DUCKDB_THREADS="many")
     assert result.returncode == 2, result.stderr
     assert "duckdb_threads" in result.stderr and result.stderr.count("\n") == 1
+    assert harness.server.request_count == 0
+
+
+def test_a_duckdb_file_whose_folder_cannot_be_made_exits_2_naming_the_setting(
+    harness: Harness, tmp_path: Path
+) -> None:
+    (tmp_path / "a-file").write_text("not a folder")
+    path = tmp_path / "a-file" / "warehouse.duckdb"
+    result = run_cli(harness, "run", DESTINATION__DUCKDB__CREDENTIALS=str(path))
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1
+    assert "DESTINATION__DUCKDB__CREDENTIALS" in result.stderr
     assert harness.server.request_count == 0
 
 

@@ -290,3 +290,31 @@ def test_a_duckdb_file_and_postgresql_sharing_the_state_folder_each_keep_their_c
     report = postgres.sync(details=False)
     assert report.runs_loaded >= 20  # from PostgreSQL's own cursor on
     assert_postgres_matches_api(postgres)
+
+
+@pytest.mark.parametrize(
+    ("credentials", "code", "said"),
+    [
+        (
+            "postgresql://no_such_role:unused@{address}/test",
+            2,
+            'refused the connection: role "no_such_role" does not exist: check '
+            "DESTINATION__POSTGRES__CREDENTIALS",
+        ),
+        (
+            "postgresql://postgres:unused@127.0.0.1:1/test",
+            8,
+            "could not be reached: Connection refused: check that its server runs",
+        ),
+        ("not a url", 2, "a URL such as postgresql://user:password@host:5432/database"),
+    ],
+)
+def test_credentials_that_cannot_connect_exit_with_one_line_saying_what_to_check(
+    postgres: PostgresWarehouse, credentials: str, code: int, said: str
+) -> None:
+    url = credentials.format(address=postgres_address())
+    result = run_cli(postgres.harness, "run", DESTINATION__POSTGRES__CREDENTIALS=url)
+    assert result.returncode == code, result.stderr
+    assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1
+    assert said in result.stderr and "unused" not in result.stderr
+    assert postgres.harness.server.request_count == 0

@@ -49,3 +49,9 @@ class DestinationBusyError(SyncError):
     """The warehouse stayed locked by another process past the configured wait (exit 7)."""
 
     exit_code = 7
+
+
+class WarehouseUnreachableError(SyncError):
+    """The warehouse's server could not be reached: refused, timed out, unknown host (exit 8)."""
+
+    exit_code = 8
