@@ -84,6 +84,31 @@ def test_a_run_first_shown_in_flight_with_an_old_timestamp_is_loaded_and_followe
     assert_warehouse_matches_api(harness)
 
 
+def test_a_run_stored_in_flight_that_the_api_no_longer_knows_is_asked_for_a_few_syncs_only(
+    harness: Harness,
+) -> None:
+    harness.sync(details=False)
+    job = harness.world.in_flight()[-1]
+    (stored,) = harness.rows(f"select status from sixtyfour.workflow_runs where job_id = '{job}'")
+
+    def without_it(body: bytes) -> bytes:
+        return json.dumps([run for run in json.loads(body) if run["job_id"] != job]).encode()
+
+    # Deleted while in flight: no list shows it, and reading it by id answers 404.
+    by_id = f"/workflows/runs/{job}/live_status"
+    harness.server.faults.add(Fault(status=404, path=by_id, times=99))
+    harness.server.faults.add(Fault(transform=without_it, path="/workflows/runs", times=999))
+    for _ in range(settings.UNKNOWN_RUN_TRIES):
+        assert harness.sync(details=False).unknown_runs == [job]
+    harness.server.reset_stats()
+    report = harness.sync(details=False)
+    assert report.status == "ok" and report.unknown_runs == []
+    assert harness.server.request_count == 2  # the newest page and the page in flight
+    assert harness.rows(f"select status from sixtyfour.workflow_runs where job_id = '{job}'") == [
+        stored
+    ]
+
+
 @pytest.fixture
 def one_workflow(tmp_path: Path) -> Iterator[Harness]:
     yield from make_harness(tmp_path, runs=1200, workflows=1)

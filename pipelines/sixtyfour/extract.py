@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import MutableMapping, Sequence
+from collections.abc import Mapping, MutableMapping, Sequence
 from collections.abc import Set as AbstractSet
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -162,8 +162,20 @@ def _extract(
     # Runs stored as in flight that no page showed have ended (or fell off a full active
     # page): look for them in narrower lists, then read the rest by id, the only way to
     # reach a run queued long ago.
+    # Runs stored in flight that the API answered 404 for in the last syncs, and how often:
+    # kept for runs still tracked and not seen again; after a few syncs they are not asked.
+    unknown = {
+        job_id: syncs
+        for job_id, syncs in (state.get("unknown_to_api") or {}).items()
+        if job_id in tracked
+    }
+
     def unseen_runs() -> dict[str, Any]:
-        return {j: t.row.get("workflow_id") for j, t in tracked.items() if j not in changes.seen}
+        return {
+            j: t.row.get("workflow_id")
+            for j, t in tracked.items()
+            if j not in changes.seen and unknown.get(j, 0) < settings.UNKNOWN_RUN_TRIES
+        }
 
     following_up = True
     if unseen_runs():
@@ -184,6 +196,7 @@ def _extract(
     yield from _follow_up(
         client, unseen, backlog, tracked, changes, report, options.concurrency, state
     )
+    _note_unknown_runs(state, unknown, unseen, report.unknown_runs, changes.seen)
 
     report.runs_seen = changes.runs_seen
     report.runs_loaded = changes.loaded
@@ -194,6 +207,36 @@ def _extract(
     changes.save(state)
     if reader.failed_filter_supported is not None:
         state["failed_filter_supported"] = reader.failed_filter_supported
+
+
+def _note_unknown_runs(
+    state: MutableMapping[str, Any],
+    unknown: dict[str, int],
+    asked: Sequence[str],
+    unknown_now: Sequence[str],
+    seen: Mapping[str, int],
+) -> None:
+    """Count the syncs in a row in which runs stored in flight were unknown to the API (404).
+
+    A run deleted while in flight (its workflow, say) would otherwise cost its workflow's page
+    and a live_status read at every sync, for good. It stays as last stored, and a page that
+    shows it again updates it as any run stored in flight.
+    """
+    for job_id in ((seen.keys() | set(asked)) - set(unknown_now)) & unknown.keys():
+        del unknown[job_id]  # shown on a page again, or read by id after all
+    for job_id in unknown_now:
+        unknown[job_id] = unknown.get(job_id, 0) + 1
+        if unknown[job_id] == settings.UNKNOWN_RUN_TRIES:
+            log.warning(
+                "run %s, stored in flight, was unknown to the API in %d syncs: no longer "
+                "asked for; it stays as last stored",
+                job_id,
+                settings.UNKNOWN_RUN_TRIES,
+            )
+    if unknown:
+        state["unknown_to_api"] = unknown
+    else:
+        state.pop("unknown_to_api", None)
 
 
 def joined_tables(tables: TableStream, runs_per_item: int) -> TableStream:

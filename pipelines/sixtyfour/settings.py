@@ -62,6 +62,8 @@ DEFAULT_LAG_SECONDS = 300.0
 DEFAULT_MAX_DETAIL_REQUESTS = 100
 # Syncs that try to read a finished run's block detail before it leaves the backlog unread.
 DETAIL_READ_TRIES = 3
+# Syncs in which a run stored in flight is unknown to the API (404) before it is no longer asked.
+UNKNOWN_RUN_TRIES = 3
 DEFAULT_RATE_LIMIT_PER_MINUTE = 480
 DEFAULT_CONCURRENCY = 4
 DEFAULT_TIMEOUT_SECONDS = 30.0
