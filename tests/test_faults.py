@@ -435,3 +435,12 @@ def test_duckdbs_ways_of_running_out_of_memory_are_told_from_other_errors() -> N
     assert _out_of_memory(duckdb.TransactionException(commit))
     assert not _out_of_memory(duckdb.TransactionException("Conflict on tuple deletion"))
     assert not _out_of_memory(ValueError("out of memory"))  # not DuckDB's
+
+
+def test_a_runs_list_that_is_not_found_points_at_the_base_url(harness: Harness) -> None:
+    # What an address that is not the API's (a path too many, another service) answers.
+    harness.server.faults.add(Fault(status=404, path="/workflows/runs", query={}, times=20))
+    result = run_cli(harness, "run", "--no-details")
+    assert result.returncode == 5, result.stderr
+    assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1
+    assert "answered 404" in result.stderr and "SOURCES__SIXTYFOUR__BASE_URL" in result.stderr

@@ -267,6 +267,12 @@ def _check_status(response: httpx.Response, path: str, params: dict[str, str | i
             "SOURCES__SIXTYFOUR__API_KEY or .dlt/secrets.toml"
         )
     if code == 404:
+        if path in (settings.RUNS_PATH, settings.WORKFLOWS_PATH) and "workflow_id" not in params:
+            # The lists of all runs and workflows always exist: the address is not the API's.
+            raise ApiResponseError(
+                f"{where} answered 404: {_api_message(response)}: check that base_url "
+                "(SOURCES__SIXTYFOUR__BASE_URL) is the API's address"
+            )
         raise NotFoundError(f"{where} answered 404: {_api_message(response)}")
     if code == 402:
         raise ApiResponseError(
@@ -276,7 +282,10 @@ def _check_status(response: httpx.Response, path: str, params: dict[str, str | i
         return f"{code} on {where}"
     if code in (400, 422):
         raise RequestRejectedError(f"{where} was refused ({code}): {_api_message(response)}")
-    raise ApiResponseError(f"{where} answered {code}: {_api_message(response)}")
+    raise ApiResponseError(
+        f"{where} answered {code}: {_api_message(response)}: check the API's status, and "
+        "base_url (SOURCES__SIXTYFOUR__BASE_URL)"
+    )
 
 
 def _server_time(response: httpx.Response) -> datetime | None:
