@@ -124,9 +124,19 @@ def run_sync(warehouse_settings: WarehouseSettings, request: SyncRequest) -> Syn
         ) from None
     report = SyncReport(mode="backfill" if request.backfill else "run")
     with lock_for(pipeline):
+        # Before anything is recorded: a failed sync's ledger row would carry the state of
+        # another warehouse into this one.
         try:
             owner = state_owner.warehouse_key(pipeline, warehouse_settings)
-            state_owner.set_aside_another_warehouses_state(pipeline, owner)
+        except Exception as exc:  # dlt resolves a server's credentials here
+            setting = next((c for c in _causes(exc) if isinstance(c, _SETTING_ERRORS)), None)
+            if setting is None:
+                raise
+            raise _bad_setting(setting, destination) from None
+        state_owner.set_aside_another_warehouses_state(
+            pipeline, owner, Path(pipeline.working_dir) / REPAIR_OWED_MARKER
+        )
+        try:
             _finish_pending(pipeline, warehouse_settings)
             if (
                 not request.full_refresh
@@ -144,7 +154,7 @@ def run_sync(warehouse_settings: WarehouseSettings, request: SyncRequest) -> Syn
             setting = next((c for c in _causes(exc) if isinstance(c, _SETTING_ERRORS)), None)
             failure: Exception = exc if setting is None else _bad_setting(setting, destination)
             if failure is exc:
-                failure = _connection_failure(exc, destination) or exc
+                failure = connection_failure(exc, destination) or exc
             if isinstance(failure, SyncError):
                 report.error = redact(str(failure))
             else:
@@ -472,7 +482,7 @@ _NOT_REACHED = (
 )
 
 
-def _connection_failure(exc: BaseException, destination: str) -> SyncError | None:
+def connection_failure(exc: BaseException, destination: str) -> SyncError | None:
     """A failure to connect to the warehouse's server, as one line saying what to check.
 
     Refused credentials are a setting to fix (exit 2); a server not reached may be down, or

@@ -14,7 +14,9 @@ import pyarrow as pa
 import pytest
 from dlt.pipeline.pipeline import Pipeline
 
+from pipelines.runner import REPAIR_OWED_MARKER, make_pipeline
 from pipelines.sixtyfour import ledger
+from pipelines.sixtyfour.errors import ConfigError
 from pipelines.sixtyfour.metrics import METRICS_MARKER
 from pipelines.sixtyfour.timestamps import parse_instant
 from tests.conftest import Harness
@@ -225,7 +227,7 @@ def test_a_new_warehouse_file_with_the_old_state_folder_gets_every_run(
     assert report.cursor_before is None  # read as deep as a first sync
     assert report.runs_loaded == len(harness.world.runs())
     assert_warehouse_matches_api(harness)
-    assert any("another warehouse" in r.getMessage() for r in caplog.records)
+    assert any("is another warehouse's" in r.getMessage() for r in caplog.records)
     # Its cursor is this warehouse's now: the next sync reads on from it.
     assert harness.sync(details=False).runs_loaded == 0
 
@@ -246,6 +248,34 @@ def test_going_back_to_a_warehouse_after_another_shared_the_state_folder_loses_n
     assert_warehouse_matches_api(harness)
     assert any("another warehouse's" in r.getMessage() for r in caplog.records)
     assert harness.sync(details=False).runs_loaded == 0  # and it is this warehouse's again
+
+
+def test_a_full_refresh_keeps_the_state_named_after_its_warehouse(
+    harness: Harness, tmp_path: Path
+) -> None:
+    first = harness.duckdb_path
+    harness.sync(details=False)
+    harness.world.advance(600, new_runs=10)
+    harness.duckdb_path = tmp_path / "elsewhere" / "second.duckdb"
+    harness.sync(details=False)
+    harness.sync(details=False, full_refresh=True)  # drops the source's state, cursor and all
+    harness.world.advance(600, new_runs=10)
+    harness.duckdb_path = first
+    assert harness.sync(details=False).runs_loaded >= 20
+    assert_warehouse_matches_api(harness)
+
+
+def test_a_repair_owed_to_another_warehouse_is_neither_dropped_nor_made_here(
+    harness: Harness, tmp_path: Path
+) -> None:
+    harness.sync(details=False)
+    pipeline = make_pipeline(harness.target)
+    owed = Path(pipeline.working_dir) / REPAIR_OWED_MARKER
+    owed.touch()  # as a resumed load leaves it when the repair after it met a busy file
+    harness.duckdb_path = tmp_path / "elsewhere" / "second.duckdb"
+    with pytest.raises(ConfigError, match="owes another warehouse"):
+        harness.sync(details=False)
+    assert owed.exists()
 
 
 def test_mixed_timestamp_offsets_are_stored_as_the_same_instants(harness: Harness) -> None:

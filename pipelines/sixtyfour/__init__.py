@@ -45,7 +45,6 @@ __all__ = [
     "later_versions",
     "resources_state",
     "sixtyfour",
-    "source_state",
 ]
 
 # The extraction stages each key once per load (one version per run, see extract.py), so
@@ -239,20 +238,15 @@ def sixtyfour(
     return workflow_runs
 
 
-def source_state(state: TPipelineState) -> dict[str, Any]:
-    """This source's state in a pipeline state (its resources' states, the warehouse it was
-    last loaded to). Created where missing."""
-    sources = state.setdefault("sources", {})
-    source: dict[str, Any] = sources.setdefault(settings.PIPELINE_NAME, {})
-    return source
-
-
 def resources_state(state: TPipelineState) -> dict[str, Any]:
     """This source's resource states (workflow_runs: cursor, lag window) in a pipeline state.
 
     Created where missing.
     """
-    resources: dict[str, Any] = source_state(state).setdefault("resources", {})
+    sources = state.setdefault("sources", {})
+    resources: dict[str, Any] = sources.setdefault(settings.PIPELINE_NAME, {}).setdefault(
+        "resources", {}
+    )
     return resources
 
 
