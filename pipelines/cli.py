@@ -186,10 +186,12 @@ def _setup_logging(verbose: bool) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         handlers=[_RedactingHandler(sys.stderr)],
     )
-    # dlt logs through a logger of its own, which keeps the first handler it finds on it.
+    # dlt logs through a logger of its own, which keeps the first handler it finds on it
+    # (and, once it sets itself up, does not pass lines on to the root's: nor here).
     dlt_logger = logging.getLogger("dlt")
     if not dlt_logger.handlers:
         dlt_logger.addHandler(_RedactingHandler(sys.stderr))
+        dlt_logger.propagate = False
     # httpx logs every request at INFO; the sync's own counters say more.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     if not verbose:

@@ -32,9 +32,11 @@ _RANGES: dict[str, _Range] = {
         1, math.inf, "0 (no limit) or a number of requests per minute from 1", zero_turns_off=True
     ),
     "concurrency": _Range(1, math.inf, "a whole number, 1 or more"),
-    "timeout_seconds": _Range(0, _YEAR_SECONDS, "seconds above 0", above_least=True),
+    "timeout_seconds": _Range(
+        0, _YEAR_SECONDS, "seconds above 0, up to a year (31536000)", above_least=True
+    ),
     "max_retries": _Range(0, math.inf, "a whole number, 0 or more"),
-    "max_retry_wait_seconds": _Range(0, _YEAR_SECONDS, "seconds, 0 or more"),
+    "max_retry_wait_seconds": _Range(0, _YEAR_SECONDS, "seconds from 0 to a year (31536000)"),
     "workflows_refresh_hours": _Range(0, 365 * 24, "hours from 0 to a year (8760)"),
 }
 
