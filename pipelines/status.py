@@ -8,7 +8,7 @@ from dlt.pipeline.pipeline import Pipeline
 
 from pipelines import warehouse
 from pipelines.config import WarehouseSettings
-from pipelines.runner import opened
+from pipelines.runner import connection_failure, opened
 
 _IN_FLIGHT_SQL = (
     "select count(*) as n from {dataset}.workflow_runs where status in "
@@ -34,13 +34,26 @@ _CURSOR_SQL = """
 
 
 def read_status(pipeline: Pipeline, warehouse_settings: WarehouseSettings) -> dict[str, Any]:
-    """Cursor, runs in flight, detail backlog, the last syncs and any open gap."""
-    with opened(pipeline.sql_client(), warehouse_settings) as client:
-        syncs = warehouse.last_syncs(client, 10)
-        in_flight = warehouse.query(client, _IN_FLIGHT_SQL)
-        _, waiting = warehouse.detail_backlog(client, 1)
-        gaps = warehouse.query(client, _OPEN_GAPS_SQL)
-        cursors = warehouse.query(client, _CURSOR_SQL)
+    """Cursor, runs in flight, detail backlog, the last syncs and any open gap.
+
+    Raises:
+        SyncError: the warehouse's server refused the connection or was not reached.
+    """
+    if warehouse_settings.duckdb_path is not None and not warehouse_settings.duckdb_path.exists():
+        # No sync made it yet; opening it would leave an empty file behind.
+        return {"cursor": None, "in_flight": 0, "details_waiting": 0, "open_gap": None, "syncs": []}
+    try:
+        with opened(pipeline.sql_client(), warehouse_settings) as client:
+            syncs = warehouse.last_syncs(client, 10)
+            in_flight = warehouse.query(client, _IN_FLIGHT_SQL)
+            _, waiting = warehouse.detail_backlog(client, 1)
+            gaps = warehouse.query(client, _OPEN_GAPS_SQL)
+            cursors = warehouse.query(client, _CURSOR_SQL)
+    except Exception as exc:
+        failure = connection_failure(exc, warehouse_settings.destination)
+        if failure is None:
+            raise
+        raise failure from None
     open_gap = gaps[0]["gap_detail"] if gaps else None
     cursor = cursors[0]["cursor_after"] if cursors else None
     return {

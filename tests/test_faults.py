@@ -444,3 +444,10 @@ def test_a_runs_list_that_is_not_found_points_at_the_base_url(harness: Harness) 
     assert result.returncode == 5, result.stderr
     assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1
     assert "answered 404" in result.stderr and "SOURCES__SIXTYFOUR__BASE_URL" in result.stderr
+
+
+def test_status_before_any_sync_says_so_and_leaves_no_file(harness: Harness) -> None:
+    result = run_cli(harness, "status")
+    assert result.returncode == 0, result.stderr
+    assert "no sync recorded yet" in result.stdout
+    assert not harness.duckdb_path.exists()

@@ -318,3 +318,13 @@ def test_credentials_that_cannot_connect_exit_with_one_line_saying_what_to_check
     assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1
     assert said in result.stderr and "unused" not in result.stderr
     assert postgres.harness.server.request_count == 0
+
+
+def test_status_of_a_server_not_reached_exits_8_saying_what_to_check(
+    postgres: PostgresWarehouse,
+) -> None:
+    url = "postgresql://postgres:unused@127.0.0.1:1/test"
+    result = run_cli(postgres.harness, "status", DESTINATION__POSTGRES__CREDENTIALS=url)
+    assert result.returncode == 8, result.stderr
+    assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1
+    assert "could not be reached" in result.stderr
