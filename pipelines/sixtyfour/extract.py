@@ -159,9 +159,6 @@ def _extract(
         state["known_workflows"] = sorted(listed | reader.workflows_shown)
         state["workflows_read_at"] = utc_now().isoformat()
 
-    # Runs stored as in flight that no page showed have ended (or fell off a full active
-    # page): look for them in narrower lists, then read the rest by id, the only way to
-    # reach a run queued long ago.
     # Runs stored in flight that the API answered 404 for in the last syncs, and how often:
     # kept for runs still tracked and not seen again; after a few syncs they are not asked.
     unknown = {
@@ -170,6 +167,9 @@ def _extract(
         if job_id in tracked
     }
 
+    # Runs stored as in flight that no page showed have ended (or fell off a full active
+    # page): look for them in narrower lists, then read the rest by id, the only way to
+    # reach a run queued long ago.
     def unseen_runs() -> dict[str, Any]:
         return {
             j: t.row.get("workflow_id")
