@@ -129,10 +129,10 @@ def run_sync(warehouse_settings: WarehouseSettings, request: SyncRequest) -> Syn
         try:
             owner = state_owner.warehouse_key(pipeline, warehouse_settings)
         except Exception as exc:  # dlt resolves a server's credentials here
-            setting = next((c for c in _causes(exc) if isinstance(c, _SETTING_ERRORS)), None)
+            setting = _setting_failure(exc, destination)
             if setting is None:
                 raise
-            raise _bad_setting(setting, destination) from None
+            raise setting from None
         state_owner.set_aside_another_warehouses_state(
             pipeline, owner, Path(pipeline.working_dir) / REPAIR_OWED_MARKER
         )
@@ -151,10 +151,9 @@ def run_sync(warehouse_settings: WarehouseSettings, request: SyncRequest) -> Syn
                 loaded_by_dlt = _sync(pipeline, warehouse_settings, request, report)
         except Exception as exc:
             # dlt meets a missing or bad destination setting only once it connects.
-            setting = next((c for c in _causes(exc) if isinstance(c, _SETTING_ERRORS)), None)
-            failure: Exception = exc if setting is None else _bad_setting(setting, destination)
-            if failure is exc:
-                failure = connection_failure(exc, destination) or exc
+            failure: Exception = (
+                _setting_failure(exc, destination) or connection_failure(exc, destination) or exc
+            )
             if isinstance(failure, SyncError):
                 report.error = redact(str(failure))
             else:
@@ -422,6 +421,12 @@ def _append_ledger_row(client: warehouse.Client, ledger: pa.Table | None) -> boo
 _SETTING_ERRORS = (ConfigurationException, UnknownDestinationModule)
 # What a setting of each type must look like, in the words of the error line.
 _KINDS = {float: "number", int: "whole number", bool: "true or false", str: "text"}
+
+
+def _setting_failure(exc: BaseException, destination: str) -> ConfigError | None:
+    """The configuration problem dlt found somewhere in a failure's causes, as one line."""
+    setting = next((c for c in _causes(exc) if isinstance(c, _SETTING_ERRORS)), None)
+    return None if setting is None else _bad_setting(setting, destination)
 
 
 def _bad_setting(exc: Exception, destination: str) -> ConfigError:
